@@ -1,0 +1,56 @@
+# kalm — one entry point for set-up, tests and runs. Every target sets itself up (venv + install) if needed.
+#   make pipeline   the main job: the mini pipeline end to end (papermill), report in reports/mini/
+#   make test       everything CI checks: notebooks/kalm in sync, notebooks clean, README in sync, nbdev_test, pytest
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU build from local disk on the project's machines; GPU users: install your torch first, then
+# `make TORCH_SPEC= ...` (empty: keep the installed torch) — see README.
+TORCH_SPEC ?= torch==2.13.0
+TEST_FLAGS ?= slow
+NB_WORKERS ?= 2
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export HF_HUB_DISABLE_TELEMETRY = 1
+export TOKENIZERS_PARALLELISM = false
+export MPLBACKEND = Agg
+export PYTHONHASHSEED = 0
+STAMP := $(VENV)/.kalm-installed
+
+.PHONY: setup test check-sync nbtest pytest pipeline export clean readme
+
+setup: $(STAMP)
+$(STAMP): settings.ini setup.py
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/pip install -q --disable-pip-version-check "$(TORCH_SPEC)"; fi
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
+	@touch $(STAMP)
+
+export: setup
+	$(BIN)/nbdev_export
+clean: setup
+	$(BIN)/nbdev_clean
+readme: setup
+	$(BIN)/python tests/readme.py --write
+
+check-sync: setup
+	@tmp=$$(mktemp -d); cp -r kalm $$tmp/kalm; cp -r nbs $$tmp/nbs; \
+	$(BIN)/nbdev_export; \
+	if ! diff -r -x __pycache__ $$tmp/kalm kalm; then echo "FAIL: kalm/ was not in sync with the notebooks (nbdev_export changed it; commit the result)"; exit 1; fi; \
+	$(BIN)/nbdev_clean; \
+	if ! diff -r -x .ipynb_checkpoints $$tmp/nbs nbs >/dev/null; then diff -rq -x .ipynb_checkpoints $$tmp/nbs nbs; echo "FAIL: notebooks were not clean (nbdev_clean changed them; commit the result)"; exit 1; fi; \
+	rm -rf $$tmp; echo "ok: kalm/ in sync with nbs/, notebooks clean"
+
+nbtest: setup
+	$(BIN)/nbdev_test --n_workers $(NB_WORKERS) --flags "$(TEST_FLAGS)" --timing
+
+pytest: setup
+	$(BIN)/python -m pytest tests -q -rs
+
+test: check-sync nbtest pytest
+
+pipeline: setup
+	mkdir -p reports/mini
+	$(BIN)/papermill nbs/run_pipeline.ipynb reports/mini/run_pipeline.ipynb --cwd nbs --log-output
