@@ -24,9 +24,10 @@ STAMP := $(VENV)/.kalm-installed
 setup: $(STAMP)
 $(STAMP): settings.ini setup.py
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/pip install -q --disable-pip-version-check "$(TORCH_SPEC)"; fi
-	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
+	@set -o pipefail; if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/pip install -q --disable-pip-version-check "$(TORCH_SPEC)" 2>&1 | { grep -v '^WARNING: Location' || true; }; fi
+	@set -o pipefail; $(BIN)/pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | { grep -v '^WARNING: Location' || true; }
 	@touch $(STAMP)
+	@echo "ok: $(VENV) ready (kalm installed editable with its dev requirements)"
 
 export: setup
 	$(BIN)/nbdev_export
@@ -43,8 +44,9 @@ check-sync: setup
 	if ! diff -r -x .ipynb_checkpoints $$tmp/nbs nbs >/dev/null; then diff -rq -x .ipynb_checkpoints $$tmp/nbs nbs; echo "FAIL: notebooks were not clean (nbdev_clean changed them; commit the result)"; exit 1; fi; \
 	rm -rf $$tmp; echo "ok: kalm/ in sync with nbs/, notebooks clean"
 
+# one BLAS/OpenMP thread per notebook worker: tiny tensors on 2 cores stall with oversubscription
 nbtest: setup
-	$(BIN)/nbdev_test --n_workers $(NB_WORKERS) --flags "$(TEST_FLAGS)" --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers $(NB_WORKERS) --flags "$(TEST_FLAGS)" --timing
 
 pytest: setup
 	$(BIN)/python -m pytest tests -q -rs
