@@ -23,7 +23,7 @@ import transformers
 from packaging.version import Version
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel, Qwen2Config
 
-from .data_cards import repo_root
+from .data_cards import hub_reachable, repo_root
 from .pooling import (DEFAULT_INSTRUCTIONS, MATRYOSHKA_DIMS, POOLING_METHODS, format_query,
                           instruction_mask_from_lengths, instruction_prefix, matryoshka, normalize_task_type,
                           pool, resolve_instruction, sentence_transformers_prompts)
@@ -368,24 +368,17 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "merges.txt", "vocab.*"]
 
 # %% ../nbs/01_model.ipynb #df4637eb
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-    env = any(os.environ.get(k, "").strip().upper() in ("1", "ON", "YES", "TRUE")
-              for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-    return env or bool(getattr(constants, "HF_HUB_OFFLINE", False))
-
-
 def hub_snapshot(
     repo_id: str,  # e.g. "Qwen/Qwen2-0.5B"
     revision: str | None = None,  # branch, tag or commit
 ) -> Path:
     "Local folder of a hub model (download when online); one clear `KaLMLoadError`, at once, when offline and not cached."
     from huggingface_hub import snapshot_download
-    offline = _hub_offline()
+    offline = not hub_reachable()  # offline mode, or no route to the hub: never wait for retries
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_PATTERNS, local_files_only=offline))
     except Exception as e:  # offline / network / missing repo: all end here
-        why = ("offline mode (HF_HUB_OFFLINE=1) and no copy in the local cache" if offline
+        why = ("the hub is unreachable (offline mode or no network) and there is no copy in the local cache" if offline
                else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         raise KaLMLoadError(f"cannot load {repo_id!r} from the Hugging Face hub: {why}") from None
 
