@@ -17,6 +17,7 @@ export HF_HUB_DISABLE_TELEMETRY = 1
 export TOKENIZERS_PARALLELISM = false
 export MPLBACKEND = Agg
 export PYTHONHASHSEED = 0
+export VIRTUAL_ENV := $(abspath $(VENV))
 STAMP := $(VENV)/.kalm-installed
 
 .PHONY: setup test check-sync nbtest pytest pipeline export clean readme

@@ -786,10 +786,8 @@ def write_paper_tables(
     path = Path(path) if path is not None else repo_root() / "reports" / "paper_tables.csv"
     text = paper_tables_csv()
     if not (path.is_file() and path.read_text(encoding="utf-8") == text):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        from kalm.data_cards import atomic_write
+        atomic_write(path, text)
     return path
 
 

@@ -742,16 +742,8 @@ def row_texts(row: dict) -> list[str]:
     return out
 
 def _atomic_write(path: Path, data: bytes):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f: f.write(data)
-        umask = os.umask(0); os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.unlink(tmp)
-        raise
+    from kalm.data_cards import atomic_write
+    atomic_write(path, data)
 
 # %% ../nbs/00b_mini_corpus.ipynb #d0f96f6f
 def jsonl_gz_bytes(rows: list[dict]) -> bytes:

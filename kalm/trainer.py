@@ -287,11 +287,8 @@ class StageConfig(_Config):
 
 # %% ../nbs/05_trainer.ipynb #cec4ff3f
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, 'wb') as f:
-        f.write(data); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from kalm.data_cards import atomic_write
+    atomic_write(path, data)
 
 
 def _write_json(path: Path, obj) -> None:
