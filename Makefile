@@ -1,5 +1,6 @@
 # kalm — one entry point for set-up, tests and runs. Every target sets itself up (venv + install) if needed.
 #   make pipeline   the main job: the mini pipeline end to end (papermill), report in reports/mini/
+#   make ablations  the paper's Table 5 in miniature (papermill), report in reports/ablations/
 #   make test       everything CI checks: notebooks/kalm in sync, notebooks clean, README in sync, nbdev_test, pytest
 SHELL := /bin/bash
 PY ?= python3
@@ -20,7 +21,7 @@ export PYTHONHASHSEED = 0
 export VIRTUAL_ENV := $(abspath $(VENV))
 STAMP := $(VENV)/.kalm-installed
 
-.PHONY: setup test check-sync nbtest pytest pipeline export clean readme
+.PHONY: setup test check-sync nbtest pytest pipeline ablations export clean readme
 
 setup: $(STAMP)
 $(STAMP): settings.ini setup.py
@@ -57,3 +58,10 @@ test: check-sync nbtest pytest
 pipeline: setup
 	mkdir -p reports/mini
 	$(BIN)/papermill nbs/run_pipeline.ipynb reports/mini/run_pipeline.ipynb --cwd nbs --log-output
+	$(BIN)/jupyter nbconvert --to html --log-level WARN reports/mini/run_pipeline.ipynb
+
+# the paper's Table 5 in miniature (3 seeds; long: see reports/ablations/ablations.md for its wall time)
+ablations: setup
+	mkdir -p reports/ablations
+	$(BIN)/papermill nbs/ablations.ipynb reports/ablations/ablations.ipynb --cwd nbs --log-output
+	$(BIN)/jupyter nbconvert --to html --log-level WARN reports/ablations/ablations.ipynb

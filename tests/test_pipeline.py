@@ -1,0 +1,66 @@
+"The papermill entry point end to end: a smoke run of the mini preset, the paper presets' dry runs, fail-fast without the hub."
+import json, os, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPERMILL = [sys.executable, '-m', 'papermill']
+
+
+def papermill(out_nb: Path, *params: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1', OMP_NUM_THREADS='1')
+    env.pop('IN_TEST', None)
+    out_nb.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.run([*PAPERMILL, 'run_pipeline.ipynb', str(out_nb), *params], cwd=ROOT/'nbs', env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_smoke_run_writes_a_real_report(tmp_path):
+    out, work = tmp_path/'report', tmp_path/'work'
+    r = papermill(out/'run_pipeline.ipynb', '-p', 'smoke', 'True', '-p', 'out_dir', str(out), '-p', 'work_dir', str(work))
+    assert r.returncode == 0, r.stderr[-3000:]
+    for f in ('run_pipeline.ipynb', 'run_pipeline.html', 'data_report.json', 'data_mixture.png', 'training_curves.png', 'soup_scores.png',
+              'results.md', 'results.json', 'task_types.png', 'baselines.png', 'metrics.json', 'MODEL_CARD.md', 'preset.yaml'):
+        assert (out/f).is_file() and (out/f).stat().st_size > 0, f
+    m = json.loads((out/'metrics.json').read_text())
+    assert m['smoke'] is True and m['final'] == 'soup-greedy'
+    assert set(m['stages']) >= {'pretrain', 'finetune-1', 'finetune-2', 'distill'}
+    assert all(s['steps'] == 2 for s in m['stages'].values())
+    labels = [e['label'] for e in m['eval']]
+    assert any('all-MiniLM-L6-v2' in l for l in labels) and any('random-init' in l for l in labels)
+    for e in m['eval']:  # real mteb scores on all 8 tasks, in range, not all equal
+        assert len(e['scores']) == 8 and all(0 <= v <= 1 for v in e['scores'].values()), e
+    mtk = {e['label']: e['mtk'] for e in m['eval']}
+    assert len(set(round(v, 6) for v in mtk.values())) > 2
+    minilm = next(v for k, v in mtk.items() if 'MiniLM' in k)
+    assert minilm > max(v for k, v in mtk.items() if 'MiniLM' not in k)  # the teacher beats every 2-step model
+    card = (out/'MODEL_CARD.md').read_text()
+    assert 'papermill' in card and 'soup-greedy' in card
+
+
+@pytest.mark.parametrize('preset', ['kalm-v2', 'kalm-v2.5'])
+def test_paper_preset_dry_run_prints_the_plan(tmp_path, preset):
+    out = tmp_path/'plan'
+    r = papermill(out/'plan.ipynb', '-p', 'preset', preset, '-p', 'dry_run', 'True', '-p', 'out_dir', str(out), '-p', 'work_dir', str(tmp_path/'w'),
+                  timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    text = (out/'plan.txt').read_text()
+    for s in ('pretrain', 'mine', 'finetune-1', 'finetune-3', 'soup', 'GPU hours', 'Qwen/Qwen2-0.5B', 'pretrain mixture: 25 cards'):
+        assert s in text, s
+    assert ('teacher Qwen/Qwen3-Embedding-8B' in text) == (preset == 'kalm-v2.5')
+    pl = json.loads((out/'plan.json').read_text())
+    assert pl['gpu_hours'] > 100 and pl['tokens'] > 1e11
+    assert not (tmp_path/'w').exists()  # nothing trained, nothing written to the work folder
+
+
+def test_paper_preset_without_hub_fails_fast(tmp_path):
+    r = papermill(tmp_path/'run.ipynb', '-p', 'preset', 'kalm-v2', '-p', 'out_dir', str(tmp_path/'o'), '-p', 'work_dir', str(tmp_path/'w'), timeout=300)
+    assert r.returncode != 0
+    err = r.stdout + r.stderr
+    assert 'HubUnavailableError' in err and 'Qwen/Qwen2-0.5B' in err and 'MTEB(cmn, v1)' in err
+    assert not (tmp_path/'w').exists()
+
+
+def test_bad_parameter_is_one_clear_error(tmp_path):
+    r = papermill(tmp_path/'bad.ipynb', '-p', 'preset', 'kalm-v3', '-p', 'out_dir', str(tmp_path/'o'), timeout=300)
+    assert r.returncode != 0 and "preset 'kalm-v3' is unknown" in (r.stdout + r.stderr)
