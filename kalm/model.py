@@ -29,12 +29,12 @@ from .pooling import (DEFAULT_INSTRUCTIONS, MATRYOSHKA_DIMS, POOLING_METHODS, fo
                           pool, resolve_instruction, sentence_transformers_prompts)
 
 # %% auto #0
-__all__ = ['SUPPORTED_DECODERS', 'MIN_TRANSFORMERS', 'TINY_VOCAB', 'SPECIAL_TOKEN', 'PRESETS', 'KaLMLoadError',
+__all__ = ['SUPPORTED_DECODERS', 'MIN_TRANSFORMERS', 'TINY_VOCAB', 'SPECIAL_TOKEN', 'PRESETS', 'PRESET_INIT', 'KaLMLoadError',
            'UnsupportedFamilyError', 'model_family', 'attention_kind', 'set_causal', 'make_bidirectional',
            'position_ids_from_mask', 'padding_only_mask', 'reference_hidden_states', 'dependency_matrix',
            'tiny_tokenizer_dir', 'corpus_texts', 'instruction_texts', 'tokenizer_training_texts',
-           'build_tiny_tokenizer', 'load_tiny_tokenizer', 'preset_config', 'preset_parameter_count', 'KaLMConfig',
-           'hub_snapshot', 'KaLMEmbedder']
+           'build_tiny_tokenizer', 'load_tiny_tokenizer', 'preset_config', 'preset_parameter_count',
+           'zero_residual_init', 'KaLMConfig', 'hub_snapshot', 'KaLMEmbedder']
 
 # %% ../nbs/01_model.ipynb #e0ab95c4
 SUPPORTED_DECODERS = ("qwen2", "qwen3", "llama", "mistral")  # decoder families kalm can make bidirectional
@@ -84,23 +84,28 @@ def _last_hidden(model: PreTrainedModel, **kw) -> torch.Tensor:
 def attention_kind(
     model: PreTrainedModel,  # a decoder or encoder model (base or *ForCausalLM)
     length: int = 6,  # probe length in tokens
-) -> Literal["bidirectional", "causal"]:
-    "Probe: run two unpadded sequences that differ after the first token; does the first token's state differ?"
+) -> Literal["bidirectional", "causal", "none"]:
+    "Probe: does the first token's state see later tokens (bidirectional), or only the last token's earlier ones (causal)?"
     p = next(model.parameters())
     V = model.config.vocab_size
     g = torch.Generator().manual_seed(0)
     a = torch.randint(0, V, (1, length), generator=g)
     b = a.clone()
     b[0, 1:] = (a[0, 1:] + 1 + torch.randint(0, V - 1, (length - 1,), generator=g)) % V
+    c = a.clone()
+    c[0, 0] = (a[0, 0] + 1) % V  # only the first token differs
     was = model.training
     model.eval()
     try:
         with _amp(p):
-            h = _last_hidden(model, input_ids=torch.cat([a, b]).to(p.device)).float()
+            h = _last_hidden(model, input_ids=torch.cat([a, b, c]).to(p.device)).float()
     finally:
         model.train(was)
-    change = (h[0, 0] - h[1, 0]).norm() / h[0, 0].norm().clamp(min=1e-12)
-    return "bidirectional" if change > 1e-3 else "causal"
+    rel = lambda x, y: (x - y).norm() / x.norm().clamp(min=1e-12)
+    if rel(h[0, 0], h[1, 0]) > 1e-3:
+        return "bidirectional"
+    # no token mixing at all (e.g. identity blocks at init): neither kind can be observed
+    return "causal" if rel(h[0, -1], h[2, -1]) > 1e-3 else "none"
 
 
 def set_causal(
@@ -120,7 +125,7 @@ def set_causal(
             m.is_causal = causal  # kernel flag for paths that do not receive the kwarg
     if verify and not any(p.is_meta for p in model.parameters()):
         got, want = attention_kind(model), ("causal" if causal else "bidirectional")
-        if got != want:
+        if got != want and got != "none":  # "none": position-wise model (identity blocks), nothing to verify
             raise RuntimeError(f"{model.config.model_type}: asked for {want} attention but the probe saw {got} "
                                f"(transformers {transformers.__version__}, attn {model.config._attn_implementation})")
     return model
@@ -297,9 +302,15 @@ def load_tiny_tokenizer(path: str | Path | None = None):
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(vocab_size=TINY_VOCAB, hidden_size=256, intermediate_size=1024, num_hidden_layers=6,
                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048),
+    "mini": dict(vocab_size=TINY_VOCAB, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048),
     "qwen2-0.5b": dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                        num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=131072),
 }  # Qwen2 architecture of each preset (all: RoPE theta 1e6, tied embeddings, RMSNorm eps 1e-6, SiLU)
+
+PRESET_INIT: dict[str, dict[str, Any]] = {
+    "mini": dict(zero_residual=True, train_blocks=False, include_instruction=False),
+}  # init and training options of a preset (default: transformers init, everything trains, KaLMConfig defaults)
 
 
 def preset_config(
@@ -321,6 +332,23 @@ def preset_parameter_count(name: str) -> int:
     with torch.device("meta"):
         m = AutoModel.from_config(preset_config(name))
     return sum(p.numel() for p in m.parameters())
+
+# %% ../nbs/01_model.ipynb #633f041b
+def zero_residual_init(
+    model: PreTrainedModel,  # a Qwen2/Qwen3/Llama/Mistral base model
+) -> PreTrainedModel:
+    "Zero the output projection of every residual branch (`o_proj`, `down_proj`): each block starts as the identity."
+    n = 0
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("self_attn.o_proj.weight", "mlp.down_proj.weight")):
+                p.zero_()
+                n += 1
+    if n != 2 * model.config.num_hidden_layers:
+        raise ValueError(f"{model.config.model_type}: zero_residual_init found {n} output projections, "
+                         f"expected {2 * model.config.num_hidden_layers} (o_proj + down_proj per layer)")
+    return model
+
 
 # %% ../nbs/01_model.ipynb #8318f4b6
 @dataclass
@@ -480,7 +508,7 @@ class KaLMEmbedder(torch.nn.Module):
         dtype: torch.dtype | None = None,  # weight dtype (default float32)
         **config_kwargs,  # KaLMConfig fields, e.g. pooling='last'
     ) -> "KaLMEmbedder":
-        "A random-init model of a preset architecture with the tiny tokenizer."
+        "A random-init model of a preset architecture with the tiny tokenizer (init options: `PRESET_INIT`)."
         cfg = preset_config(name, causal)
         _check_attn(attn_implementation, _resolve_device(device))
         tokenizer = load_tiny_tokenizer()
@@ -489,11 +517,18 @@ class KaLMEmbedder(torch.nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = AutoModel.from_config(cfg, attn_implementation=attn_implementation)
+        opts = PRESET_INIT.get(name, {})
         dims = tuple(d for d in MATRYOSHKA_DIMS if d <= cfg.hidden_size)
         if cfg.hidden_size not in dims:
             dims = (cfg.hidden_size, *dims)
-        kcfg = KaLMConfig(**{"matryoshka_dims": dims, **config_kwargs, "preset": name, "causal": causal})
-        return cls(model, tokenizer, kcfg, device=device, dtype=dtype)
+        defaults = {"matryoshka_dims": dims, "include_instruction": opts.get("include_instruction", True)}
+        kcfg = KaLMConfig(**{**defaults, **config_kwargs, "preset": name, "causal": causal})
+        emb = cls(model, tokenizer, kcfg, device=device, dtype=dtype)  # verifies the attention before the blocks go silent
+        if opts.get("zero_residual", False):
+            zero_residual_init(emb.model)
+        if not opts.get("train_blocks", True):
+            emb.model.layers.requires_grad_(False)
+        return emb
 
     @classmethod
     def load(

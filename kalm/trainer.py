@@ -354,6 +354,7 @@ def check_rows(ds, cfg: StageConfig, source: str = 'data') -> dict[str, list]:
     for c in ('query', 'pos'):
         if c not in cols: raise ConfigError(source, None, f"rows lack column {c!r} of the canonical schema (columns: {', '.join(cols)})")
     n = len(ds)
+    ds = ds.to_dict() if hasattr(ds, 'to_dict') else {c: list(ds[c]) for c in cols}  # one conversion: indexing a lazy datasets column row by row costs ~1 ms a row
     out = dict(query=ds['query'], pos=[p if isinstance(p, str) else (p[0] if p else '') for p in ds['pos']],
                neg=ds['neg'] if 'neg' in cols else [[] for _ in range(n)],
                instruction=ds['instruction'] if 'instruction' in cols else [''] * n,
