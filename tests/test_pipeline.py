@@ -30,7 +30,7 @@ def test_smoke_run_writes_a_real_report(tmp_path):
     assert any('all-MiniLM-L6-v2' in l for l in labels) and any('random-init' in l for l in labels)
     for e in m['eval']:  # real mteb scores on all 8 tasks, in range, not all equal
         assert len(e['scores']) == 8 and all(0 <= v <= 1 for v in e['scores'].values()), e
-    mtk = {e['label']: e['mtk'] for e in m['eval']}
+    mtk = {e['label']: e['aggregate']['MTK'] for e in m['eval']}
     assert len(set(round(v, 6) for v in mtk.values())) > 2
     minilm = next(v for k, v in mtk.items() if 'MiniLM' in k)
     assert minilm > max(v for k, v in mtk.items() if 'MiniLM' not in k)  # the teacher beats every 2-step model
