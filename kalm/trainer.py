@@ -207,6 +207,7 @@ class StageConfig(_Config):
     kind: str = 'finetune'                # pretrain | finetune | distill: loss preset (LossConfig.stage) and negatives
     model: str = 'tiny'                   # start point: a preset (tiny, qwen2-0.5b) or a model folder (the previous stage's `model/`)
     model_seed: int = 0                   # init seed of a preset model
+    causal: bool = False                  # a preset model keeps the causal mask (the 'w/o bidirectional' ablation); a model folder keeps its own setting
     attn_implementation: str = 'sdpa'     # eager | sdpa | flash_attention_2
     data: str | None = None               # canonical rows (.jsonl[.gz] / .parquet), e.g. mined data; replaces `cards`
     cards: list[str] = field(default_factory=lambda: ['mini'])  # card files / folders, or a shipped set: mini, pretrain, finetune
@@ -700,7 +701,7 @@ class Trainer:
         # --- model
         random.seed(cfg.seed); np.random.seed(cfg.seed % 2**32); torch.manual_seed(cfg.seed + self.rank)
         if cfg.model in PRESETS and not Path(cfg.model).exists():
-            emb = KaLMEmbedder.from_preset(cfg.model, seed=cfg.model_seed, attn_implementation=cfg.attn_implementation, device=acc.device)
+            emb = KaLMEmbedder.from_preset(cfg.model, causal=cfg.causal, seed=cfg.model_seed, attn_implementation=cfg.attn_implementation, device=acc.device)
             self.lineage = [weights_hash(emb)]
         else:
             if not Path(cfg.model).is_dir():
@@ -885,7 +886,7 @@ class Trainer:
             emb = acc.unwrap_model(self.model).emb
             if acc.distributed_type.name in ('FSDP', 'DEEPSPEED'):  # sharded parameters: a fresh CPU copy gets the gathered weights
                 c = self.cfg
-                emb = (KaLMEmbedder.from_preset(c.model, seed=c.model_seed, device='cpu') if c.model in PRESETS and not Path(c.model).exists()
+                emb = (KaLMEmbedder.from_preset(c.model, causal=c.causal, seed=c.model_seed, device='cpu') if c.model in PRESETS and not Path(c.model).exists()
                        else KaLMEmbedder.load(c.model, device='cpu'))
                 emb.load_state_dict({k[len('emb.'):]: v.cpu() for k, v in state.items()})
             h = weights_hash(emb)
