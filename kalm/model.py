@@ -24,7 +24,7 @@ from packaging.version import Version
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel, Qwen2Config
 
 from .data_cards import hub_reachable, repo_root
-from .pooling import (DEFAULT_INSTRUCTIONS, MATRYOSHKA_DIMS, POOLING_METHODS, format_query,
+from .pooling import (DEFAULT_INSTRUCTIONS, MATRYOSHKA_DIMS, POOLING_METHODS, pool_packed, format_query,
                           instruction_mask_from_lengths, instruction_prefix, matryoshka, normalize_task_type,
                           pool, resolve_instruction, sentence_transformers_prompts)
 
@@ -661,7 +661,9 @@ class KaLMEmbedder(torch.nn.Module):
             feats.append((list(ids), flags))
         return feats
 
-    def _collate(self, feats: list[tuple[list[int], list[bool]]]) -> dict[str, torch.Tensor]:
+    def _collate(self, feats: list[tuple[list[int], list[bool]]], pack: int | None = None) -> dict[str, torch.Tensor]:
+        if pack is not None:
+            return self._collate_packed(feats, pack)
         L = max(len(ids) for ids, _ in feats)
         B = len(feats)
         input_ids = torch.full((B, L), self.tokenizer.pad_token_id, dtype=torch.long)
@@ -676,17 +678,57 @@ class KaLMEmbedder(torch.nn.Module):
         return dict(input_ids=input_ids.to(dev), attention_mask=attention_mask.to(dev),
                     instruction_mask=instruction_mask.to(dev))
 
+    def _collate_packed(self, feats: list[tuple[list[int], list[bool]]], pack: int) -> dict[str, torch.Tensor]:
+        "Pack texts into rows of `max(pack, longest)` tokens (first fit, longest first); block-diagonal attention."
+        if not isinstance(pack, int) or pack < 1:
+            raise ValueError(f"pack must be a positive number of tokens per row, got {pack!r}")
+        if self.model.config._attn_implementation not in ("sdpa", "eager"):
+            raise ValueError(f"packing needs attn_implementation 'sdpa' or 'eager', not {self.model.config._attn_implementation!r}")
+        cap = max(pack, max(len(ids) for ids, _ in feats))
+        rows: list[list[int]] = []  # text indices per row
+        room: list[int] = []
+        for i in sorted(range(len(feats)), key=lambda i: -len(feats[i][0])):
+            n = len(feats[i][0])
+            r = next((r for r in range(len(rows)) if room[r] >= n), None)
+            if r is None:
+                rows.append([]); room.append(cap); r = len(rows) - 1
+            rows[r].append(i); room[r] -= n
+        T = cap - min(room)
+        R = len(rows)
+        input_ids = torch.full((R, T), self.tokenizer.pad_token_id, dtype=torch.long)
+        position_ids = torch.zeros((R, T), dtype=torch.long)
+        segment_ids = torch.full((R, T), -1, dtype=torch.long)
+        instruction_mask = torch.zeros((R, T), dtype=torch.bool)
+        for r, members in enumerate(rows):
+            o = 0
+            for i in members:
+                ids, flags = feats[i]
+                sl = slice(o, o + len(ids))
+                input_ids[r, sl] = torch.tensor(ids)
+                position_ids[r, sl] = torch.arange(len(ids))
+                segment_ids[r, sl] = i
+                instruction_mask[r, sl] = torch.tensor(flags)
+                o += len(ids)
+        same = (segment_ids[:, :, None] == segment_ids[:, None, :]) & (segment_ids[:, :, None] >= 0)
+        if self.config.causal:
+            same &= torch.ones(T, T, dtype=torch.bool).tril()
+        same |= torch.eye(T, dtype=torch.bool)  # a padding token sees itself only (no empty softmax rows)
+        dev = self.device
+        return dict(input_ids=input_ids.to(dev), attention_mask=same[:, None].to(dev), position_ids=position_ids.to(dev),
+                    segment_ids=segment_ids.to(dev), instruction_mask=instruction_mask.to(dev))
+
     def tokenize(
         self,
         texts: Sequence[str],  # raw texts
         instruction: str | Sequence[str | None] | None = None,  # one instruction, or one per text (None/'': none)
         max_length: int | None = None,  # default config.max_length
-    ) -> dict[str, torch.Tensor]:  # input_ids, attention_mask, instruction_mask (on the model's device)
-        "Template + tokenise + pad a batch; `instruction_mask` marks the instruction tokens."
+        pack: int | None = None,  # pack texts into rows of at least this many tokens (None: one padded row per text)
+    ) -> dict[str, torch.Tensor]:  # input_ids, attention_mask, instruction_mask [, position_ids, segment_ids] (model's device)
+        "Template + tokenise + pad (or pack) a batch; `instruction_mask` marks the instruction tokens."
         feats = self._features(texts, instruction, max_length or self.config.max_length)
         if not feats:
             raise ValueError("tokenize needs at least one text")
-        return self._collate(feats)
+        return self._collate(feats, pack)
 
     # ---------------------------------------------------------------- embedding
     def embed(
@@ -698,6 +740,8 @@ class KaLMEmbedder(torch.nn.Module):
         "Differentiable forward: token states -> pooled (-> truncated) (-> normalised) embeddings."
         dev = self.device
         ids, am = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
+        if "segment_ids" in batch:  # packed rows (see `tokenize(pack=...)`)
+            return matryoshka(self._embed_packed(batch), dim, self.config.normalize if normalize is None else normalize)
         kw = dict(input_ids=ids, attention_mask=am)
         if self.config.family == "decoder":
             kw["position_ids"] = position_ids_from_mask(am)
@@ -707,6 +751,18 @@ class KaLMEmbedder(torch.nn.Module):
             im = instruction_mask_from_lengths(am, batch["instruction_lengths"])
         pooled = pool(hidden, am, self.config.pooling, None if im is None else im.to(dev), self.config.include_instruction)
         return matryoshka(pooled, dim, self.config.normalize if normalize is None else normalize)
+
+    def _embed_packed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        dev = self.device
+        seg = batch["segment_ids"].to(dev)
+        mask = batch["attention_mask"].to(dev)
+        if self.model.config._attn_implementation == "eager":  # eager kernels add the mask to the scores
+            mask = torch.zeros(mask.shape, dtype=self.model.dtype, device=dev).masked_fill(~mask, torch.finfo(self.model.dtype).min)
+        hidden = self.model(input_ids=batch["input_ids"].to(dev), attention_mask=mask,
+                            position_ids=batch["position_ids"].to(dev)).last_hidden_state.float()
+        im = batch.get("instruction_mask")
+        n = int(seg.max()) + 1
+        return pool_packed(hidden, seg, n, self.config.pooling, None if im is None else im.to(dev), self.config.include_instruction)
 
     forward = embed
 

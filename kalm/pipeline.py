@@ -277,7 +277,11 @@ def run_command(notebook: str | Path | None = None,  # the executed notebook pap
     try: meta = json.loads(Path(notebook).read_text(encoding='utf-8'))['metadata']['papermill']
     except Exception: return default
     root = repo_root()
-    rel = lambda p: os.path.relpath(p, root) if p and os.path.isabs(p) and Path(p).resolve().is_relative_to(root.resolve()) else p
+    def rel(p):  # repository-relative; a relative path is read from the root or, failing that, from the kernel's cwd (`cd nbs && papermill …`)
+        if not p: return p
+        q = Path(p) if os.path.isabs(p) else (root/p if (root/p).exists() or not Path(p).exists() else Path.cwd()/p)
+        q = q.resolve()
+        return os.path.relpath(q, root) if q.is_relative_to(root.resolve()) else p
     args = ['papermill', rel(meta.get('input_path')), rel(meta.get('output_path')), '--cwd', 'nbs']
     for k, v in (meta.get('parameters') or {}).items():
         args += ['-p', k, v if isinstance(v, (str, bool)) else json.dumps(v)] if not isinstance(v, (dict, list)) else ['-y', f"{k}: {json.dumps(v)}"]

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 # %% auto #0
 __all__ = ['POOLING_METHODS', 'MATRYOSHKA_DIMS', 'KALM_TEMPLATE', 'DEFAULT_INSTRUCTIONS', 'INSTRUCTION_ON_BOTH_SIDES',
            'MTEB_TASK_TYPES', 'mean_pool', 'last_token_pool', 'cls_pool', 'instruction_mask_from_lengths',
-           'pooling_mask', 'pool', 'matryoshka', 'normalize_task_type', 'format_query', 'instruction_prefix',
-           'resolve_instruction', 'sentence_transformers_prompts']
+           'pooling_mask', 'pool', 'pool_packed', 'matryoshka', 'normalize_task_type', 'format_query',
+           'instruction_prefix', 'resolve_instruction', 'sentence_transformers_prompts']
 
 # %% ../nbs/02_pooling.ipynb #18083bf3
 POOLING_METHODS = ("mean", "last", "cls")  # the pooling methods `pool` understands
@@ -107,6 +107,39 @@ def pool(
         raise ValueError(f"unknown pooling method {method!r}; choose one of {POOLING_METHODS}")
     m = pooling_mask(attention_mask, instruction_mask, include_instruction)
     return {"mean": mean_pool, "last": last_token_pool, "cls": cls_pool}[method](hidden, m)
+
+# %% ../nbs/02_pooling.ipynb #2d73994f
+def pool_packed(
+    hidden: torch.Tensor,  # token states (R, T, d) of packed rows
+    segment_ids: torch.Tensor,  # (R, T) index of the text each token belongs to, -1 on padding
+    n: int,  # number of texts
+    method: str = "mean",  # one of POOLING_METHODS
+    instruction_mask: torch.Tensor | None = None,  # (R, T) True on instruction tokens
+    include_instruction: bool = True,  # False: drop instruction tokens before pooling
+) -> torch.Tensor:  # (n, d), row i = text i
+    "`pool` for packed rows: every text's vector from its own tokens only."
+    if method not in POOLING_METHODS:
+        raise ValueError(f"unknown pooling method {method!r}; choose one of {POOLING_METHODS}")
+    if hidden.ndim != 3 or tuple(segment_ids.shape) != tuple(hidden.shape[:2]):
+        raise ValueError(f"segment_ids shape {tuple(segment_ids.shape)} does not match hidden states {tuple(hidden.shape)}")
+    d = hidden.shape[-1]
+    flat, seg = hidden.reshape(-1, d), segment_ids.reshape(-1).long()
+    real = seg >= 0
+    if int(real.sum()) and (int(seg.max()) >= n or torch.bincount(seg[real], minlength=n).eq(0).any()):
+        raise ValueError(f"segment_ids must cover texts 0..{n - 1}, each with at least one token")
+    keep = real
+    if not include_instruction and instruction_mask is not None:
+        content = real & ~instruction_mask.reshape(-1).bool()
+        has = torch.zeros(n, dtype=torch.bool, device=seg.device)
+        has[seg[content]] = True
+        keep = content | (real & ~has[seg.clamp(min=0)])  # a text of instruction tokens only keeps them (as `pooling_mask`)
+    idx, s = keep.nonzero().flatten(), seg[keep]
+    if method == "mean":
+        out = torch.zeros(n, d, dtype=flat.dtype, device=flat.device).index_add_(0, s, flat[idx])
+        return out / torch.bincount(s, minlength=n).clamp(min=1).unsqueeze(1).to(out.dtype)
+    reduce, init = ("amax", -1) if method == "last" else ("amin", flat.shape[0])
+    pick = torch.full((n,), init, dtype=torch.long, device=seg.device).scatter_reduce_(0, s, idx, reduce=reduce)
+    return flat[pick]
 
 # %% ../nbs/02_pooling.ipynb #a561ff6e
 MATRYOSHKA_DIMS = (896, 512, 256, 128, 64)  # the paper's MRL dimensions

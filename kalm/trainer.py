@@ -217,6 +217,7 @@ class StageConfig(_Config):
     max_rows_per_card: int | None = None  # cap on source rows read per card (smoke runs)
     batch_size: int = 32                  # global contrastive batch (all processes together)
     mini_batch_size: int | None = None    # GradCache: texts per forward (None: no chunking); memory only, not the loss
+    pack_tokens: int | None = None        # pack texts into rows of >= this many tokens, block-diagonal attention (None: pad each text)
     homogeneous_ratio: float = 1.0        # share of each batch from one task (1: homogeneous, 0: random)
     num_negatives: int = 7                # M hard negatives per query (ignored by pretrain)
     group_task_types: list[str] = field(default_factory=lambda: ['classification', 'clustering'])  # batches led by these use 'group' mode
@@ -245,9 +246,13 @@ class StageConfig(_Config):
         for k, w in self.weights.items():
             if not (math.isfinite(w) and w > 0): self._bad('weights', f"weight of {k!r} must be > 0")
         for f, lo in (('batch_size', 1), ('num_negatives', 0), ('query_max_length', 1), ('doc_max_length', 1),
-                      ('save_every', 0), ('keep_checkpoints', 1), ('rows', 1), ('max_rows_per_card', 1), ('steps', 1), ('mini_batch_size', 1)):
+                      ('save_every', 0), ('keep_checkpoints', 1), ('rows', 1), ('max_rows_per_card', 1), ('steps', 1), ('mini_batch_size', 1), ('pack_tokens', 1)):
             v = getattr(self, f)
             if v is not None and v < lo: self._bad(f, f"must be >= {lo}")
+        if self.pack_tokens is not None and self.mini_batch_size is not None:
+            self._bad('pack_tokens', "cannot be combined with mini_batch_size (GradCache chunks padded rows); set one of them to null")
+        if self.pack_tokens is not None and self.attn_implementation == 'flash_attention_2':
+            self._bad('pack_tokens', "needs attn_implementation sdpa or eager (a 4-D block-diagonal mask)")
         if not 0 <= self.homogeneous_ratio <= 1: self._bad('homogeneous_ratio', "must be in [0, 1]")
         if not self.lr > 0: self._bad('lr', "must be > 0")
         if not 0 <= self.warmup_ratio < 1: self._bad('warmup_ratio', "must be in [0, 1)")
@@ -650,10 +655,11 @@ class _EmbedMany(torch.nn.Module):
 
 
 _RESUME_INSENSITIVE = ('save_every', 'keep_checkpoints', 'name')  # config fields that may change between a run and its resume
+_ADDED_LATER = {'pack_tokens': None}  # fields added after runs were made: left out of the hash at this value, so those run folders stay valid
 
 
 def _config_hash(cfg: StageConfig) -> str:
-    d = {k: v for k, v in cfg.to_dict().items() if k not in _RESUME_INSENSITIVE}
+    d = {k: v for k, v in cfg.to_dict().items() if k not in _RESUME_INSENSITIVE and not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -711,7 +717,9 @@ class Trainer:
         if cfg.gradient_checkpointing: enable_checkpointing(emb)
         emb.train()
         self.emb = emb
-        opt = torch.optim.AdamW(emb.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(emb.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                fused=acc.device.type in ('cpu', 'cuda') and acc.distributed_type.name in ('NO', 'MULTI_CPU', 'MULTI_GPU'))
+        # fused: one kernel for all parameters, as HF Trainer's default (plain tensors only: not under FSDP/DeepSpeed)
         warm = math.ceil(cfg.warmup_ratio * self.total)
         lam = lambda s: (s + 1) / (warm + 1) if s < warm else max(0.0, (self.total - s) / max(1, self.total - warm))
         self.sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
@@ -735,11 +743,11 @@ class Trainer:
     def tokenize(self, tb: TextBatch) -> list[dict]:
         "Tokenised groups of a text batch: [queries, positives(, negatives)]."
         e, c = self.emb, self.cfg
-        g = [e.tokenize(tb.queries, tb.query_instructions, c.query_max_length),
-             e.tokenize(tb.positives, tb.doc_instructions, c.doc_max_length)]
+        g = [e.tokenize(tb.queries, tb.query_instructions, c.query_max_length, pack=c.pack_tokens),
+             e.tokenize(tb.positives, tb.doc_instructions, c.doc_max_length, pack=c.pack_tokens)]
         if c.negatives:
             g.append(e.tokenize([x for ns in tb.negatives for x in ns],
-                                [d for d, ns in zip(tb.doc_instructions, tb.negatives) for _ in ns], c.doc_max_length))
+                                [d for d, ns in zip(tb.doc_instructions, tb.negatives) for _ in ns], c.doc_max_length, pack=c.pack_tokens))
         return g
 
     def _embed(self, batches: list[dict]) -> list[torch.Tensor]:
