@@ -231,9 +231,11 @@ def cocktail_weights(losses: Sequence[float],  # held-out loss of each ingredien
 def greedy_select(names: Sequence[str],                     # candidates
                   scores: dict[str, float],                 # held-out score of each candidate alone (higher is better)
                   score_soup: Callable[[list[str]], float], # held-out score of the uniform soup of a list of candidates
+                  tiebreak: dict[str, float] | None = None, # second key for candidates that tie on `scores` (higher is better)
                  ) -> tuple[list[str], list[dict]]:
     "Greedy soup selection: best first, add a candidate only if the soup's score strictly improves."
-    order = sorted(names, key=lambda k: -scores[k])  # stable: ties keep the given order
+    tb = tiebreak or {}
+    order = sorted(names, key=lambda k: (-scores[k], -tb.get(k, 0.0)))  # stable: full ties keep the given order
     chosen, best = [order[0]], scores[order[0]]
     log = [dict(ingredient=order[0], alone=scores[order[0]], soup=best, accepted=True)]
     for k in order[1:]:
@@ -287,7 +289,9 @@ def greedy_soup(paths: Sequence[str | Path],  # ingredient folders
         if progress: print(f"greedy soup: {len(members)} ingredients -> {metric} {r[metric]:.4f}")
         return sign * r[metric]
 
-    chosen, log = greedy_select(paths, {p: sign * scores[p][metric] for p in paths}, score_soup)
+    # a coarse metric (recall@1 on a small held-out set) ties often: the lower held-out loss then goes first
+    tiebreak = {p: -scores[p]['loss'] for p in paths} if metric != 'loss' and all('loss' in scores[p] for p in paths) else None
+    chosen, log = greedy_select(paths, {p: sign * scores[p][metric] for p in paths}, score_soup, tiebreak)
     for e in log: e['soup'] *= sign; e['alone'] *= sign
     if progress:
         for e in log: print(f"  {'accepted' if e['accepted'] else 'rejected'} {e['ingredient']}: alone {e['alone']:.4f}, soup {e['soup']:.4f}")
