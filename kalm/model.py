@@ -839,13 +839,16 @@ class KaLMEmbedder(torch.nn.Module):
                 self.model.config.is_causal = bool(self.config.causal)  # -> config.json `is_causal`
             self.model.save_pretrained(str(tmp))
             self.tokenizer.save_pretrained(str(tmp))
-            tr = Transformer(str(tmp), max_seq_length=self.config.max_length)
+            # the module reads config and tokenizer from the folder; its weights stay on the meta device and the live
+            # model takes their place, so saving holds no second copy of the weights in memory
+            tr = Transformer(str(tmp), max_seq_length=self.config.max_length, model_kwargs={"device_map": "meta"})
+            tr.model = self.model
             mods = [tr, Pooling(self.embedding_dim, pooling_mode=_KALM_TO_ST_POOLING[self.config.pooling],
                                 include_prompt=self.config.include_instruction)]
             if self.config.normalize:
                 mods.append(Normalize())
             prompts = sentence_transformers_prompts(self.config.instructions)
-            st = SentenceTransformer(modules=mods, device="cpu", prompts=prompts, similarity_fn_name="cosine")
+            st = SentenceTransformer(modules=mods, device=str(self.device), prompts=prompts, similarity_fn_name="cosine")
             st.save(str(tmp), create_model_card=False)
             (tmp / "kalm_config.json").write_text(self.config.to_json(), encoding="utf-8")
             _replace_dir(tmp, path)

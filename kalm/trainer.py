@@ -249,8 +249,6 @@ class StageConfig(_Config):
                       ('save_every', 0), ('keep_checkpoints', 1), ('rows', 1), ('max_rows_per_card', 1), ('steps', 1), ('mini_batch_size', 1), ('pack_tokens', 1)):
             v = getattr(self, f)
             if v is not None and v < lo: self._bad(f, f"must be >= {lo}")
-        if self.pack_tokens is not None and self.mini_batch_size is not None:
-            self._bad('pack_tokens', "cannot be combined with mini_batch_size (GradCache chunks padded rows); set one of them to null")
         if self.pack_tokens is not None and self.attn_implementation == 'flash_attention_2':
             self._bad('pack_tokens', "needs attn_implementation sdpa or eager (a 4-D block-diagonal mask)")
         if not 0 <= self.homogeneous_ratio <= 1: self._bad('homogeneous_ratio', "must be in [0, 1]")
@@ -519,7 +517,7 @@ def split_batch(batch: dict[str, torch.Tensor],  # tokenised texts: input_ids, a
 
 
 def grad_cache_step(embed: Callable[[list[dict]], list[torch.Tensor]],  # with-grad forward: tokenised batches -> raw reps
-                    groups: list[dict[str, torch.Tensor]],  # tokenised groups, e.g. [queries, positives, negatives]
+                    groups: list[dict[str, torch.Tensor] | list[dict]],  # tokenised groups, e.g. [queries, positives, negatives]; a list: the group's chunks, already made
                     loss_fn: Callable[[list[torch.Tensor]], tuple[torch.Tensor, dict]],  # reps per group -> (loss, stats)
                     chunk_size: int | None = None,  # texts per forward (None: one forward with grad, nothing cached)
                     backward: Callable[[torch.Tensor], None] = lambda t: t.backward(),  # e.g. `accelerator.backward`
@@ -527,18 +525,19 @@ def grad_cache_step(embed: Callable[[list[dict]], list[torch.Tensor]],  # with-g
                     check: Callable[[torch.Tensor], None] | None = None,  # called on the loss before any backward (NaN guard)
                    ) -> tuple[torch.Tensor, dict]:
     "Loss and parameter gradients of `loss_fn(embed(groups))`, embedding `chunk_size` texts at a time."
-    if chunk_size is None or chunk_size >= max(g['input_ids'].shape[0] for g in groups):
+    chunked = any(isinstance(g, list) for g in groups)
+    if not chunked and (chunk_size is None or chunk_size >= max(g['input_ids'].shape[0] for g in groups)):
         reps = embed(groups)
         loss, stats = loss_fn(reps)
         if check: check(loss)
         backward(loss)
         return loss.detach(), stats
-    chunks = [(gi, c) for gi, g in enumerate(groups) for c in split_batch(g, chunk_size)]
-    states, reps = [], [[] for _ in groups]
+    chunks = [(gi, c) for gi, g in enumerate(groups) for c in (g if isinstance(g, list) else split_batch(g, chunk_size))]
+    states, reps, sizes = [], [[] for _ in groups], []
     with torch.no_grad():                                  # 1. embed without grad, remember the RNG
         for gi, c in chunks:
             states.append(RandContext())
-            reps[gi].append(embed([c])[0])
+            reps[gi].append(embed([c])[0]); sizes.append(reps[gi][-1].shape[0])  # texts in the chunk (a packed row holds several)
     after = RandContext()
     leaves = [torch.cat(r).detach().requires_grad_() for r in reps]
     loss, stats = loss_fn(leaves)                          # 2. loss, gradient w.r.t. the embeddings
@@ -547,7 +546,7 @@ def grad_cache_step(embed: Callable[[list[dict]], list[torch.Tensor]],  # with-g
     grads = [l.grad if l.grad is not None else torch.zeros_like(l) for l in leaves]
     offs = [0] * len(groups)
     for k, (gi, c) in enumerate(chunks):                   # 3. replay with grad, surrogate backward
-        n = c['input_ids'].shape[0]
+        n = sizes[k]
         g = grads[gi][offs[gi]:offs[gi] + n]; offs[gi] += n
         with (no_sync() if k < len(chunks) - 1 else contextlib.nullcontext()):
             states[k].restore()
@@ -585,7 +584,7 @@ def weights_hash(module_or_state: torch.nn.Module | dict) -> str:
     for k in sorted(sd):
         t = sd[k].detach().cpu().contiguous()
         h.update(f"{k}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b'')
+        if t.numel(): h.update(t.view(torch.uint8).numpy().data)  # the tensor's own buffer: no copy
     return h.hexdigest()[:16]
 
 
@@ -740,14 +739,16 @@ class Trainer:
         cks = [p for p in self.ckpt_dir.glob('step-*') if (p/'trainer_state.json').is_file()]
         return sorted(cks, key=lambda p: int(p.name.split('-')[1]))
 
-    def tokenize(self, tb: TextBatch) -> list[dict]:
-        "Tokenised groups of a text batch: [queries, positives(, negatives)]."
+    def tokenize(self, tb: TextBatch) -> list[dict | list[dict]]:
+        "Tokenised groups of a text batch: [queries, positives(, negatives)]; with GradCache and packing, each group a list of packed chunks."
         e, c = self.emb, self.cfg
-        g = [e.tokenize(tb.queries, tb.query_instructions, c.query_max_length, pack=c.pack_tokens),
-             e.tokenize(tb.positives, tb.doc_instructions, c.doc_max_length, pack=c.pack_tokens)]
+        def tok(xs, ins, L):
+            if not (c.pack_tokens and c.mini_batch_size): return e.tokenize(xs, ins, L, pack=c.pack_tokens)
+            m, per = c.mini_batch_size, isinstance(ins, (list, tuple))  # GradCache chunks of m texts, each packed on its own
+            return [e.tokenize(xs[i:i + m], ins[i:i + m] if per else ins, L, pack=c.pack_tokens) for i in range(0, len(xs), m)]
+        g = [tok(tb.queries, tb.query_instructions, c.query_max_length), tok(tb.positives, tb.doc_instructions, c.doc_max_length)]
         if c.negatives:
-            g.append(e.tokenize([x for ns in tb.negatives for x in ns],
-                                [d for d, ns in zip(tb.doc_instructions, tb.negatives) for _ in ns], c.doc_max_length, pack=c.pack_tokens))
+            g.append(tok([x for ns in tb.negatives for x in ns], [d for d, ns in zip(tb.doc_instructions, tb.negatives) for _ in ns], c.doc_max_length))
         return g
 
     def _embed(self, batches: list[dict]) -> list[torch.Tensor]:
