@@ -742,8 +742,10 @@ class Trainer:
     def tokenize(self, tb: TextBatch) -> list[dict | list[dict]]:
         "Tokenised groups of a text batch: [queries, positives(, negatives)]; with GradCache and packing, each group a list of packed chunks."
         e, c = self.emb, self.cfg
+        n_max = max(len(tb.queries), len(tb.positives), sum(map(len, tb.negatives)) if c.negatives else 0)
+        chunk = bool(c.pack_tokens and c.mini_batch_size and n_max > c.mini_batch_size)  # one chunk per group: no GradCache needed
         def tok(xs, ins, L):
-            if not (c.pack_tokens and c.mini_batch_size): return e.tokenize(xs, ins, L, pack=c.pack_tokens)
+            if not chunk: return e.tokenize(xs, ins, L, pack=c.pack_tokens)
             m, per = c.mini_batch_size, isinstance(ins, (list, tuple))  # GradCache chunks of m texts, each packed on its own
             return [e.tokenize(xs[i:i + m], ins[i:i + m] if per else ins, L, pack=c.pack_tokens) for i in range(0, len(xs), m)]
         g = [tok(tb.queries, tb.query_instructions, c.query_max_length), tok(tb.positives, tb.doc_instructions, c.doc_max_length)]
