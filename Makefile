@@ -37,7 +37,7 @@ export: setup
 clean: setup
 	$(BIN)/nbdev_clean
 readme: setup
-	$(BIN)/python tests/readme.py --write
+	$(BIN)/python .ci/readme.py --write
 
 check-sync: setup
 	@tmp=$$(mktemp -d); cp -r kalm $$tmp/kalm; cp -r nbs $$tmp/nbs; \

@@ -19,7 +19,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .data_cards import atomic_write
+from .core import atomic_write
 
 # %% auto #0
 __all__ = ['doc_paragraphs', 'bench_texts', 'padding_stats', 'char_order', 'token_order', 'interleaved', 'summarize',
@@ -43,7 +43,7 @@ def bench_texts(n: int = 5000,          # texts wanted
                 long_share: float = 0.3, # share of documentation paragraphs (the long tail)
                ) -> list[str]:
     "`n` real texts, shuffled: mini-corpus strings and documentation paragraphs (see above)."
-    from kalm.model import corpus_texts
+    from kalm.model_presets import corpus_texts
     if n < 1 or not 0 <= long_share <= 1: raise ValueError(f"bench_texts: need n >= 1 and 0 <= long_share <= 1, got n={n}, long_share={long_share}")
     rng = random.Random(seed)
     short, paras = list(dict.fromkeys(corpus_texts())), doc_paragraphs()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .data_cards import HF_OFFLINE_VARS, hf_offline, hub_reachable  # one definition of offline mode and of the hub probe
+from .core import HF_OFFLINE_VARS, hf_offline, hub_reachable  # one definition of offline mode and of the hub probe
 
 
 def _true(v) -> bool:
@@ -46,14 +46,13 @@ def _init_hub_mode() -> str:
 HUB_MODE = _init_hub_mode()  # how this process talks to the hub, decided before mteb/datasets are imported
 
 # %% auto #0
-__all__ = ['HUB_MODE', 'KALM_V2_TASK_PROMPTS', 'SYMMETRIC_TYPES', 'TYPE_ORDER', 'PAPER_CMN_EXTRA', 'PAPER_COLUMNS', 'MINILM_NAME',
-           'set_hf_offline', 'mteb_language', 'mteb_data', 'LocalTask', 'local_task', 'toy_suite', 'task_instruction',
-           'weights_digest', 'KaLMEncoder', 'aggregate', 'EvalResult', 'HubUnavailableError', 'check_hub',
-           'resolve_tasks', 'as_encoder', 'evaluate', 'benchmark_tasks', 'task_type_counts', 'paper_rows',
-           'paper_tables_csv', 'write_paper_tables', 'paper_tables', 'markdown_table', 'summary_table', 'task_table',
-           'plot_task_types', 'plot_matryoshka', 'plot_vs_baselines', 'write_report', 'minilm_path', 'minilm',
-           'random_twin', 'mini_baselines', 'matryoshka_curve', 'subsample_task', 'subsample_suite', 'load_model',
-           'kalm_eval', 'kalm_eval_cli']
+__all__ = ['HUB_MODE', 'TYPE_ORDER', 'PAPER_CMN_EXTRA', 'PAPER_COLUMNS', 'MINILM_NAME', 'set_hf_offline', 'mteb_language',
+           'mteb_data', 'LocalTask', 'local_task', 'toy_suite', 'weights_digest', 'KaLMEncoder', 'aggregate',
+           'EvalResult', 'HubUnavailableError', 'check_hub', 'resolve_tasks', 'as_encoder', 'evaluate',
+           'benchmark_tasks', 'task_type_counts', 'paper_rows', 'paper_tables_csv', 'write_paper_tables',
+           'paper_tables', 'markdown_table', 'summary_table', 'task_table', 'plot_task_types', 'plot_matryoshka',
+           'plot_vs_baselines', 'write_report', 'minilm_path', 'minilm', 'random_twin', 'mini_baselines',
+           'matryoshka_curve', 'subsample_task', 'subsample_suite', 'load_model', 'kalm_eval', 'kalm_eval_cli']
 
 # %% ../nbs/07_eval.ipynb #d835e1f7
 import contextlib
@@ -72,7 +71,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import mteb
-from mteb.abstasks.abstask import AbsTask, get_abstask_prompt
+from mteb.abstasks.abstask import AbsTask
 from mteb.abstasks.classification import AbsTaskClassification
 from mteb.abstasks.clustering import AbsTaskClustering
 from mteb.abstasks.pair_classification import AbsTaskPairClassification
@@ -85,7 +84,8 @@ from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 from mteb.types import PromptType
 
-from .pooling import DEFAULT_INSTRUCTIONS, format_query, matryoshka, normalize_task_type
+from .instructions import format_query, register_task_prompt, task_instruction
+from .pooling import matryoshka
 from .task_format import TaskFormatError, TaskSpec, load_task, validate_suite, validate_task, write_task
 
 # %% ../nbs/07_eval.ipynb #406ff6d0
@@ -102,7 +102,6 @@ def mteb_language(
     return code if "-" in code else f"{code}-{_SCRIPTS.get(code, 'Latn')}"
 
 # %% ../nbs/07_eval.ipynb #4de6f892
-_LOCAL_PROMPTS: dict[tuple[str, str], str] = {}  # (task name, data revision) -> task.yaml instruction of local tasks
 _TUNABLE = {"Classification": ("samples_per_label", "n_experiments"),
             "Clustering": ("n_clusters", "max_documents_per_cluster")}
 
@@ -198,8 +197,7 @@ def local_task(
     for key in _TUNABLE.get(spec.type, ()):
         if key in spec.extra:
             attrs[key] = _tunable(spec, key)
-    if spec.instruction:
-        _LOCAL_PROMPTS[(spec.name, spec.revision)] = spec.instruction
+    register_task_prompt(spec.name, spec.revision, spec.instruction)  # found by kalm.instructions.task_instruction
     cls = type(f"Local{spec.type}Task", (LocalTask, _LOCAL_BASES[spec.type]), attrs)
     return cls()
 
@@ -243,42 +241,6 @@ def toy_suite(
                             dict(test=[{"sentence1": text(), "sentence2": text()} for _ in range(n)])))
     return specs
 
-# %% ../nbs/07_eval.ipynb #51415478
-try:
-    from mteb.models.model_implementations.kalm_models import KaLM_v2_task_prompts as _KALM_V2
-except ImportError:  # an mteb without the KaLM entries: fall back to task metadata and per-type defaults
-    _KALM_V2 = {}
-KALM_V2_TASK_PROMPTS: dict[str, str] = dict(_KALM_V2)  # mteb's per-task instructions for KaLM-V2/V2.5
-SYMMETRIC_TYPES = frozenset({"STS", "PairClassification", "BitextMining", "Summarization"})  # instruction on both sides
-
-
-def _metadata_prompt(meta: TaskMetadata, side: str) -> str | None:
-    p = meta.prompt
-    if isinstance(p, dict):
-        return p.get(side) or None
-    return p or None
-
-
-def task_instruction(
-    meta: TaskMetadata,  # the task's metadata (as mteb passes it to `encode`)
-    prompt_type: PromptType | str | None = None,  # mteb's prompt type: query, document or None (single/symmetric input)
-    instructions: Mapping[str, str] | None = None,  # explicit {task name: instruction} (highest priority)
-    defaults: Mapping[str, str] | None = None,  # per-type defaults {retrieval: ..., sts: ...} over DEFAULT_INSTRUCTIONS
-) -> str | None:  # the instruction, or None for raw text
-    "The KaLM instruction for a text of task `meta` on the side `prompt_type`."
-    side = PromptType(prompt_type).value if prompt_type is not None else "query"
-    if side == "document" and meta.type not in SYMMETRIC_TYPES:
-        return None
-    local = _LOCAL_PROMPTS.get((meta.name, (meta.dataset or {}).get("revision")))
-    for cand in ((instructions or {}).get(meta.name), local, KALM_V2_TASK_PROMPTS.get(f"{meta.name}-{side}"),
-                 KALM_V2_TASK_PROMPTS.get(meta.name), _metadata_prompt(meta, side)):
-        if cand:
-            return cand
-    try:
-        return {**DEFAULT_INSTRUCTIONS, **(defaults or {})}[normalize_task_type(meta.type)]
-    except ValueError:  # a type kalm has no default for (e.g. Summarization)
-        return get_abstask_prompt(meta.name) or None
-
 # %% ../nbs/07_eval.ipynb #b1010297
 def weights_digest(
     module,  # a torch.nn.Module (KaLMEmbedder, SentenceTransformer, ...)
@@ -298,7 +260,7 @@ def weights_digest(
 
 def _kind(model) -> str:
     from sentence_transformers import SentenceTransformer
-    from kalm.model import KaLMEmbedder
+    from kalm.embedder import KaLMEmbedder
     if isinstance(model, KaLMEmbedder):
         return "kalm"
     if isinstance(model, SentenceTransformer):
@@ -782,11 +744,11 @@ def write_paper_tables(
     path: str | os.PathLike | None = None,  # default: reports/paper_tables.csv in the checkout
 ) -> Path:
     "Write the paper's tables CSV (atomically; unchanged files are not rewritten)."
-    from kalm.data_cards import repo_root
+    from kalm.core import repo_root
     path = Path(path) if path is not None else repo_root() / "reports" / "paper_tables.csv"
     text = paper_tables_csv()
     if not (path.is_file() and path.read_text(encoding="utf-8") == text):
-        from kalm.data_cards import atomic_write
+        from kalm.core import atomic_write
         atomic_write(path, text)
     return path
 
@@ -982,7 +944,7 @@ def random_twin(
     import copy
     import torch
     from transformers import AutoModel
-    from kalm.model import KaLMEmbedder
+    from kalm.embedder import KaLMEmbedder
     if not isinstance(model, KaLMEmbedder):
         raise TypeError(f"random_twin needs a KaLMEmbedder, got {type(model).__name__}")
     cfg = copy.deepcopy(model.model.config)
@@ -998,7 +960,7 @@ def mini_baselines(
     seed: int = 0,
 ) -> dict[str, KaLMEncoder]:
     "Baselines of the mini suite: the random-init twin (KaLMEmbedder only) and all-MiniLM-L6-v2."
-    from kalm.model import KaLMEmbedder
+    from kalm.embedder import KaLMEmbedder
     out = {}
     if isinstance(model, KaLMEmbedder):
         name = f"kalm/{model.config.preset or 'model'}-random-init"
@@ -1074,12 +1036,13 @@ def load_model(
     device: str | None = None,
 ):
     "Load a model for evaluation; returns (model, ModelMeta name)."
-    from kalm.model import PRESETS, KaLMEmbedder
+    from kalm.embedder import KaLMEmbedder
+    from kalm.model_presets import MODEL_PRESETS
     s = str(source)
     p = Path(s).expanduser()
     if s in ("all-MiniLM-L6-v2", "minilm", MINILM_NAME) and not p.exists():
         return minilm(device), MINILM_NAME
-    if s in PRESETS and not p.exists():
+    if s in MODEL_PRESETS and not p.exists():
         return KaLMEmbedder.from_preset(s, device=device), f"kalm/{s}"
     if p.is_dir() and (p / "modules.json").is_file() and not (p / "kalm_config.json").is_file():
         from sentence_transformers import SentenceTransformer
@@ -1153,7 +1116,7 @@ def kalm_eval_cli(
     name: str = None,  # model name in the results (org/model)
 ):
     "Score an embedding model on local task folders or an MTEB benchmark with mteb; write a report to --out."
-    from kalm.model import KaLMLoadError
+    from kalm.bidirectional import KaLMLoadError
     missing = [f"--{k}" for k, v in dict(model=model, tasks=tasks, out=out).items() if not v]
     if missing:
         sys.exit(f"kalm-eval: error: the following arguments are required: {', '.join(missing)}")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .pooling import format_query
+from .instructions import format_query
 
 # %% auto #0
 __all__ = ['instructed', 'encode_texts', 'exact_topk', 'faiss_topk', 'MiningResult', 'mine_hard_negatives', 'teacher_scores',

@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from .data_cards import HubUnavailableError, atomic_write, cards_dir, hub_reachable, load_cards, repo_root
+from .core import HubUnavailableError, atomic_write, hub_reachable, repo_root
+from .data_cards import cards_dir, load_cards
 from .soup import RecipeConfig
 from .trainer import ConfigError, StageConfig, MineConfig, _Config, _deep_merge, parse_overrides
 
@@ -221,8 +222,8 @@ def format_plan(pl: dict) -> str:
 
 # %% ../nbs/08_pipeline.ipynb #c163afe3
 def _is_hub_id(s: str) -> bool:
-    from kalm.model import PRESETS
-    return bool(s) and s not in PRESETS and s not in ('all-MiniLM-L6-v2', 'minilm') and not Path(s).exists() and s.count('/') == 1
+    from kalm.model_presets import MODEL_PRESETS
+    return bool(s) and s not in MODEL_PRESETS and s not in ('all-MiniLM-L6-v2', 'minilm') and not Path(s).exists() and s.count('/') == 1
 
 
 def hub_needs(preset: Preset | str) -> dict[str, list[str]]:
@@ -247,10 +248,11 @@ def check_hub_ready(preset: Preset | str, reachable: bool | None = None) -> dict
     if reachable is None: reachable = hub_reachable()
     if reachable: return needs
     lines = [f"{k}: {len(v)} — {', '.join(v[:4])}{' …' if len(v) > 4 else ''}" for k, v in needs.items() if v]
-    raise HubUnavailableError(p._source() if p._source() != 'Preset' else p.name, None,
+    raise HubUnavailableError(
         f"preset {p.name!r} needs the Hugging Face hub, which is unreachable from here (offline). Missing:\n  " + '\n  '.join(lines)
         + "\nRun it on a machine with hub access (or set KALM_HUB_MIRROR to a local copy of the datasets in the hub layout), "
-          "or use `-p dry_run True` to print the plan, or `-p preset mini` to run the offline preset.")
+          "or use `-p dry_run True` to print the plan, or `-p preset mini` to run the offline preset.",
+        p._source() if p._source() != 'Preset' else p.name)
 
 # %% ../nbs/08_pipeline.ipynb #2c6e5193
 SMOKE_OVERRIDES = {
@@ -341,7 +343,7 @@ def model_card(preset: Preset, results: list, metrics: dict, command: str) -> st
              '## Scores', '', '| model | MTK | MTY |', '|---|---|---|']
     lines += [f"| {r.label or r.model} | {100*r.mtk:.2f} | {100*r.mty:.2f} |" for r in results]
     lines += ['', f"Tasks: {', '.join(sorted(r0.scores))}.", '', '## Use', '', '```python',
-              'from kalm.model import KaLMEmbedder', f"m = KaLMEmbedder.load('{_rel(metrics.get('final_path', 'MODEL_DIR'))}')",
+              'from kalm.embedder import KaLMEmbedder', f"m = KaLMEmbedder.load('{_rel(metrics.get('final_path', 'MODEL_DIR'))}')",
               "q = m.encode_query(['what is a wombat'], instruction='Given a word or phrase, retrieve its dictionary definitions')",
               "d = m.encode_document(['a burrowing Australian marsupial'])", '```', '',
               'The folder is also a sentence-transformers model (`SentenceTransformer(folder)`).', '',

@@ -17,10 +17,12 @@ import numpy as np
 import torch
 from fastcore.script import Param
 
-from .model import KaLMEmbedder
-from .pooling import resolve_instruction
+from .data_cards import load_rows, save_rows
+from .checkpoint import read_lineage, save_model
+from .embedder import KaLMEmbedder
+from .instructions import resolve_instruction
 from .trainer import (ConfigError, MineConfig, StageConfig, _Config, _atomic_write_bytes, _cli_errors, _console,
-                          _write_json, check_rows, code_version, load_rows, mine_stage, read_lineage, save_model, save_rows,
+                          _write_json, check_rows, code_version, mine_stage,
                           split_holdout, stage_cards, train_stage, weights_hash)
 
 if typing.TYPE_CHECKING: import datasets
@@ -349,9 +351,9 @@ class RecipeConfig(_Config):
 
     def resolve_paths(self, base):
         absd = lambda p: str((Path(base)/p).resolve()) if p and not Path(p).is_absolute() else p
-        from kalm.model import PRESETS
+        from kalm.model_presets import MODEL_PRESETS
         cards = [c if c in ('mini', 'pretrain', 'finetune') and not (Path(base)/c).exists() else absd(c) for c in self.cards]
-        model = self.model if self.model in PRESETS and not (Path(base)/self.model).exists() else absd(self.model)
+        model = self.model if self.model in MODEL_PRESETS and not (Path(base)/self.model).exists() else absd(self.model)
         distill = None if self.distill is None else {**self.distill, 'teacher': absd(self.distill['teacher'])}
         return replace(self, cards=cards, model=model, distill=distill)
 
@@ -398,7 +400,8 @@ def run_recipe(cfg: RecipeConfig | str | Path,  # recipe config or its YAML
                **overrides,
               ) -> dict:
     "Run pre-train → mine → fine-tune ×N → soups (→ distill) in `run_dir`; returns the soup report."
-    from kalm.data_cards import load_stage, repo_root
+    from kalm.core import repo_root
+    from kalm.data_cards import load_stage
     cfg = RecipeConfig.from_yaml(cfg, overrides) if not isinstance(cfg, RecipeConfig) else (replace(cfg, **overrides) if overrides else cfg)
     run = Path(run_dir); run.mkdir(parents=True, exist_ok=True)
     _atomic_write_bytes(run/'recipe.yaml', cfg.to_yaml().encode())

@@ -30,20 +30,22 @@ import torch
 import yaml
 from fastcore.script import Param, call_parse
 
-from .data_cards import STAGES, TASK_TYPES, cards_dir, load_cards, load_stage, semi_homogeneous_batches
+from .core import TASK_TYPES
+from .data_cards import STAGES, cards_dir, load_cards, load_rows, load_stage, save_rows, semi_homogeneous_batches
 from .losses import LossConfig, contrastive_loss
-from .model import PRESETS, KaLMEmbedder
-from .pooling import resolve_instruction
+from .checkpoint import read_lineage, save_model
+from .embedder import KaLMEmbedder
+from .model_presets import MODEL_PRESETS
+from .instructions import resolve_instruction
 
 if typing.TYPE_CHECKING: import datasets
 
 # %% auto #0
 __all__ = ['KINDS', 'PRECISIONS', 'SHIPPED_CARD_SETS', 'ConfigError', 'TrainingDiverged', 'parse_overrides', 'StageConfig',
-           'save_rows', 'load_rows', 'stage_cards', 'stage_data', 'check_rows', 'split_holdout', 'batch_plan',
-           'plan_hash', 'TextBatch', 'sample_negatives', 'make_batch', 'enable_checkpointing', 'RandContext',
-           'split_batch', 'grad_cache_step', 'code_version', 'weights_hash', 'read_lineage', 'save_model',
-           'read_metrics', 'plot_stage', 'stage_complete', 'Trainer', 'train_stage', 'MineConfig', 'mine_stage',
-           'kalm_mine', 'kalm_train']
+           'stage_cards', 'stage_data', 'check_rows', 'split_holdout', 'batch_plan', 'plan_hash', 'TextBatch',
+           'sample_negatives', 'make_batch', 'enable_checkpointing', 'RandContext', 'split_batch', 'grad_cache_step',
+           'code_version', 'weights_hash', 'read_metrics', 'plot_stage', 'stage_complete', 'Trainer', 'train_stage',
+           'MineConfig', 'mine_stage', 'kalm_mine', 'kalm_train']
 
 # %% ../nbs/05_trainer.ipynb #40d1f8a0
 class ConfigError(ValueError):
@@ -286,50 +288,17 @@ class StageConfig(_Config):
         base = Path(base)
         absd = lambda p: str((base/p).resolve()) if p and not Path(p).is_absolute() else p
         cards = [c if (c in SHIPPED_CARD_SETS and not (base/c).exists()) else absd(c) for c in self.cards]
-        model = self.model if (self.model in PRESETS and not (base/self.model).exists()) else absd(self.model)
+        model = self.model if (self.model in MODEL_PRESETS and not (base/self.model).exists()) else absd(self.model)
         return replace(self, data=absd(self.data), cards=cards, model=model)
 
 # %% ../nbs/05_trainer.ipynb #cec4ff3f
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    from kalm.data_cards import atomic_write
+    from kalm.core import atomic_write
     atomic_write(path, data)
 
 
 def _write_json(path: Path, obj) -> None:
     _atomic_write_bytes(path, (json.dumps(obj, ensure_ascii=False, sort_keys=True, indent=1) + '\n').encode('utf-8'))
-
-
-def save_rows(rows: 'datasets.Dataset | list[dict]',  # canonical rows
-              path: str | Path,                      # .jsonl or .jsonl.gz
-             ) -> Path:
-    "Write rows as JSON lines (sorted keys; gzip with mtime 0 for .gz), atomically: byte-identical for identical rows."
-    path = Path(path)
-    it = rows.to_list() if hasattr(rows, 'to_list') else rows
-    text = ''.join(json.dumps(r, ensure_ascii=False, sort_keys=True) + '\n' for r in it).encode('utf-8')
-    if path.suffix == '.gz':
-        buf = io.BytesIO()
-        with gzip.GzipFile(filename='', mode='wb', fileobj=buf, mtime=0) as g: g.write(text)
-        text = buf.getvalue()
-    _atomic_write_bytes(path, text)
-    return path
-
-
-def load_rows(path: str | Path) -> 'datasets.Dataset':
-    "Canonical rows from a .jsonl[.gz] or .parquet file; bad lines raise a `ConfigError` naming file and line."
-    from datasets import Dataset
-    path = Path(path)
-    if not path.is_file(): raise ConfigError(path, None, "data file not found")
-    if path.suffix == '.parquet': return Dataset.from_parquet(str(path))
-    rows = []
-    with (gzip.open(path, 'rt', encoding='utf-8') if path.suffix == '.gz' else open(path, encoding='utf-8')) as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip(): continue
-            try: r = json.loads(line)
-            except json.JSONDecodeError as e: raise ConfigError(f"{path}, line {i}", None, f"not JSON ({e.msg})") from None
-            if not isinstance(r, dict): raise ConfigError(f"{path}, line {i}", None, "a row must be a JSON object")
-            rows.append(r)
-    if not rows: raise ConfigError(path, None, "no rows")
-    return Dataset.from_list(rows)
 
 # %% ../nbs/05_trainer.ipynb #29845fc1
 def stage_cards(cfg: StageConfig) -> list:
@@ -588,30 +557,6 @@ def weights_hash(module_or_state: torch.nn.Module | dict) -> str:
     return h.hexdigest()[:16]
 
 
-def read_lineage(path: str | Path) -> list[str] | None:
-    "The lineage of a kalm model folder (None for models kalm did not save)."
-    f = Path(path)/'kalm_train.json'
-    if not f.is_file(): return None
-    return json.loads(f.read_text(encoding='utf-8')).get('lineage')
-
-
-def save_model(emb: KaLMEmbedder,  # the model
-               path: str | Path,   # target folder (replaced atomically)
-               info: dict,         # written as kalm_train.json (lineage, stage, …)
-              ) -> Path:
-    "Save a sentence-transformers folder + `kalm_train.json`, then move it into place in one rename."
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if tmp.exists(): shutil.rmtree(tmp)
-    emb.save(tmp, overwrite=True)
-    _write_json(tmp/'kalm_train.json', info)
-    old = path.with_name(f".{path.name}.old-{os.getpid()}")
-    if path.exists(): os.replace(path, old)
-    os.replace(tmp, path)
-    if old.exists(): shutil.rmtree(old, ignore_errors=True)
-    return path
-
-
 def read_metrics(run_dir: str | Path) -> list[dict]:
     "The per-step metrics of a stage run."
     f = Path(run_dir)/'metrics.jsonl'
@@ -705,12 +650,12 @@ class Trainer:
         self.epoch_len = len(batch_plan(self.cols['category'], cfg.batch_size, cfg.homogeneous_ratio, cfg.seed))
         # --- model
         random.seed(cfg.seed); np.random.seed(cfg.seed % 2**32); torch.manual_seed(cfg.seed + self.rank)
-        if cfg.model in PRESETS and not Path(cfg.model).exists():
+        if cfg.model in MODEL_PRESETS and not Path(cfg.model).exists():
             emb = KaLMEmbedder.from_preset(cfg.model, causal=cfg.causal, seed=cfg.model_seed, attn_implementation=cfg.attn_implementation, device=acc.device)
             self.lineage = [weights_hash(emb)]
         else:
             if not Path(cfg.model).is_dir():
-                raise ConfigError(cfg._source(), 'model', f"{cfg.model!r} is neither a preset ({', '.join(PRESETS)}) nor a model folder")
+                raise ConfigError(cfg._source(), 'model', f"{cfg.model!r} is neither a preset ({', '.join(MODEL_PRESETS)}) nor a model folder")
             emb = KaLMEmbedder.load(cfg.model, attn_implementation=cfg.attn_implementation, device=acc.device)
             self.lineage = read_lineage(cfg.model) or [weights_hash(emb)]
         if cfg.gradient_checkpointing: enable_checkpointing(emb)
@@ -897,7 +842,7 @@ class Trainer:
             emb = acc.unwrap_model(self.model).emb
             if acc.distributed_type.name in ('FSDP', 'DEEPSPEED'):  # sharded parameters: a fresh CPU copy gets the gathered weights
                 c = self.cfg
-                emb = (KaLMEmbedder.from_preset(c.model, causal=c.causal, seed=c.model_seed, device='cpu') if c.model in PRESETS and not Path(c.model).exists()
+                emb = (KaLMEmbedder.from_preset(c.model, causal=c.causal, seed=c.model_seed, device='cpu') if c.model in MODEL_PRESETS and not Path(c.model).exists()
                        else KaLMEmbedder.load(c.model, device='cpu'))
                 emb.load_state_dict({k[len('emb.'):]: v.cpu() for k, v in state.items()})
             h = weights_hash(emb)

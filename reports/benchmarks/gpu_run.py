@@ -13,8 +13,9 @@ for _ in range(20): a @ b
 torch.cuda.synchronize(); dt = (time.time() - t)/20
 res['bf16_matmul_tflops'] = round(2*8192**3/dt/1e12, 1); print(res, flush=True); save(); del a, b
 # 2. qwen2-0.5b training throughput at seq 512 through kalm's trainer
-from kalm.trainer import StageConfig, train_stage, read_metrics, save_rows
-from kalm.model import KaLMEmbedder
+from kalm.data_cards import save_rows
+from kalm.trainer import StageConfig, train_stage, read_metrics
+from kalm.embedder import KaLMEmbedder
 words = [l.split('"pos": "')[1].split('"')[0] for l in gzip.open('data_cards/mini/corpus/wn-term-gloss.jsonl.gz', 'rt')][:20000]
 rng = random.Random(0)
 def long_text(): return ' '.join(rng.choice(words) for _ in range(160))

@@ -1,13 +1,13 @@
 """README.md is generated from nbs/index.ipynb (quarto, which nbdev's own `nbdev_readme` needs, cannot be
 installed on our machines). Markdown cells are copied; code cells are shown as code blocks with their stored
-outputs; cells marked `#| hide` are left out. `python tests/readme.py --write` regenerates the README;
+outputs; cells marked `#| hide` are left out. `python .ci/readme.py --write` (`make readme`) regenerates the README;
 tests/test_repo.py checks that it is in sync."""
 import sys
 from pathlib import Path
 from fastcore.nbio import read_nb
 
 ROOT = Path(__file__).resolve().parents[1]
-HEADER = "<!-- Generated from nbs/index.ipynb by `make readme` (tests/readme.py); edit the notebook, not this file. -->\n\n"
+HEADER = "<!-- Generated from nbs/index.ipynb by `make readme` (.ci/readme.py); edit the notebook, not this file. -->\n\n"
 
 def _src(c): return ''.join(c.source) if isinstance(c.source, list) else c.source
 
