@@ -21,9 +21,11 @@ from .data_cards import load_rows, save_rows
 from .checkpoint import read_lineage, save_model
 from .embedder import KaLMEmbedder
 from .instructions import resolve_instruction
-from .trainer import (ConfigError, MineConfig, StageConfig, _Config, _atomic_write_bytes, _cli_errors, _console,
-                          _write_json, check_rows, code_version, mine_stage,
-                          split_holdout, stage_cards, train_stage, weights_hash)
+from .core import (Config as _Config, ConfigError, atomic_write as _atomic_write_bytes, cli_errors as _cli_errors,
+                       code_version, console as _console, weights_hash, write_json as _write_json)
+from .hard_negatives import MineConfig, mine_stage
+from .stage import StageConfig, check_rows, split_holdout, stage_cards
+from .trainer import train_stage
 
 if typing.TYPE_CHECKING: import datasets
 

@@ -17,14 +17,15 @@ def test_bad_task_folder_gets_one_clear_error(tmp_path):
     (task/'task.yaml').write_text((task/'task.yaml').read_text().replace('MiniWordNetGlossRetrieval', 'BrokenRetrieval'))
     (task/'corpus.jsonl.gz').unlink()
     r = run('--model', 'tiny', '--tasks', tmp_path/'suite', '--out', tmp_path/'out')
-    assert r.returncode == 1, r.stderr
-    assert 'kalm-eval: error:' in r.stderr and 'BrokenRetrieval' in r.stderr and 'corpus.jsonl' in r.stderr
+    assert r.returncode == 2, r.stderr  # bad input: exit 2, like every kalm console script (kalm.core.cli_errors)
+    err = [l for l in r.stderr.splitlines() if l.startswith('error: ')]
+    assert len(err) == 1 and 'BrokenRetrieval' in err[0] and 'corpus.jsonl' in err[0], r.stderr
     assert 'Traceback' not in r.stderr
 
 
 def test_missing_argument_is_named(tmp_path):
     r = run('--model', 'tiny', '--out', tmp_path/'out')
-    assert r.returncode == 1 and '--tasks' in r.stderr
+    assert r.returncode == 2 and 'error: ' in r.stderr and 'required: --tasks' in r.stderr and 'Traceback' not in r.stderr
 
 
 def test_tiny_model_scores_the_mini_suite(tmp_path):

@@ -15,7 +15,8 @@ ENV = dict(os.environ, HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1', TRANSFORMERS
 
 SCRIPT = textwrap.dedent('''
     import sys, torch
-    from kalm.trainer import StageConfig, Trainer
+    from kalm.stage import StageConfig
+    from kalm.trainer import Trainer
     cfg = StageConfig.from_yaml(sys.argv[1], sys.argv[4:])
     tr = Trainer(cfg, sys.argv[2], progress=False)
     st = tr.forward_backward(0)                     # step 0: loss + (DDP-averaged) gradients

@@ -14,7 +14,8 @@ torch.cuda.synchronize(); dt = (time.time() - t)/20
 res['bf16_matmul_tflops'] = round(2*8192**3/dt/1e12, 1); print(res, flush=True); save(); del a, b
 # 2. qwen2-0.5b training throughput at seq 512 through kalm's trainer
 from kalm.data_cards import save_rows
-from kalm.trainer import StageConfig, train_stage, read_metrics
+from kalm.stage import StageConfig
+from kalm.trainer import train_stage, read_metrics
 from kalm.embedder import KaLMEmbedder
 words = [l.split('"pos": "')[1].split('"')[0] for l in gzip.open('data_cards/mini/corpus/wn-term-gloss.jsonl.gz', 'rt')][:20000]
 rng = random.Random(0)
@@ -44,7 +45,8 @@ for attn in ['sdpa', 'flash_attention_2']:
         print(name, res[name], flush=True); save()
 res['params'] = dict(all=n_all, embedding=n_emb)
 # 3. the mini recipe on the GPU (distillation left out), per stage
-from kalm.pipeline import load_preset, stage_summaries
+from kalm.pipeline import load_preset
+from kalm.reports import stage_summaries
 from kalm.soup import run_recipe
 P = load_preset('mini', {'recipe.distill': None, **json.loads(os.environ.get('MINI_OV', '{}'))})
 t = time.time(); run_recipe(P.recipe_config(), '/tmp/mini/recipe', progress=False)
