@@ -66,10 +66,11 @@ pipeline: setup
 ABLATION_OVERRIDES ?= {recipe.pretrain.steps: 400, recipe.pretrain.rows: 25600, recipe.ingredients: [{seed: 1}, {seed: 2}], recipe.finetune.steps: 60, recipe.distill.steps: 40, eval.limit: 300}
 ablations: setup
 	mkdir -p reports/ablations
-	$(BIN)/papermill nbs/ablations.ipynb reports/ablations/ablations.ipynb --cwd nbs --log-output -y "overrides: $(ABLATION_OVERRIDES)"
-	$(BIN)/jupyter nbconvert --to html --log-level WARN reports/ablations/ablations.ipynb
+	$(BIN)/papermill nbs/run_ablations.ipynb reports/ablations/run_ablations.ipynb --cwd nbs --log-output -y "overrides: $(ABLATION_OVERRIDES)"
+	$(BIN)/jupyter nbconvert --to html --log-level WARN reports/ablations/run_ablations.ipynb
 
-# kalm vs sentence-transformers: encode, training, peak memory, CPU MFU, pipeline stages (about 15 minutes on 2 cores)
+# kalm vs sentence-transformers: encode, training, peak memory, CPU MFU, pipeline stages (about 15 minutes on 2 cores);
+# where CUDA is present also kalm's GPU training throughput and the mini recipe's stage times (reports/benchmarks/gpu-*.json)
 benchmarks: setup
 	mkdir -p reports/benchmarks
-	$(BIN)/papermill nbs/benchmarks.ipynb reports/benchmarks/benchmarks.ipynb --cwd nbs --log-output
+	$(BIN)/papermill nbs/run_benchmarks.ipynb reports/benchmarks/run_benchmarks.ipynb --cwd nbs --log-output
