@@ -36,6 +36,11 @@ def test_smoke_run_writes_a_real_report(tmp_path):
     assert minilm > max(v for k, v in mtk.items() if 'MiniLM' not in k)  # the teacher beats every 2-step model
     card = (out/'MODEL_CARD.md').read_text()
     assert 'papermill' in card and 'soup-greedy' in card
+    log = (out/'run_pipeline.ipynb').read_text()  # the stages' progress lines, as `make pipeline` shows them
+    for line in ('pretrain: start, 2 steps', 'pretrain: done in', 'mining: done, kept', 'finetune-2: step 2/2', 'distill: done in'):
+        assert line in log, line
+    assert str(ROOT) not in (out/'metrics.json').read_text() and m['paths_relative_to'].startswith('the repository root')
+    assert list((work/'recipe'/'pretrain'/'tracking'/'pretrain').glob('events.out.tfevents.*'))  # TensorBoard by default
 
 
 @pytest.mark.parametrize('preset', ['kalm-v2', 'kalm-v2.5'])
