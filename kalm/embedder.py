@@ -15,7 +15,8 @@ import torch
 from fastcore.basics import patch
 from transformers import PreTrainedModel
 
-from .bidirectional import KaLMLoadError, bf16_autocast, check_family, model_family, position_ids_from_mask, set_causal
+from .bidirectional import (KaLMLoadError, bf16_autocast, check_family, model_family, packed_attention_masks,
+                                 position_ids_from_mask, set_causal)
 from .core import normalize_task_type
 from .instructions import format_query, instruction_prefix, resolve_instruction
 from .pooling import MATRYOSHKA_DIMS, POOLING_METHODS, instruction_mask_from_lengths, matryoshka, pool, pool_packed
@@ -356,11 +357,9 @@ def _collate_packed(self: KaLMEmbedder, feats: list[tuple[list[int], list[bool]]
 def _embed_packed(self: KaLMEmbedder, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     dev = self.device
     seg = batch["segment_ids"].to(dev)
-    mask = batch["attention_mask"].to(dev)
-    if self.model.config._attn_implementation == "eager":  # eager kernels add the mask to the scores
-        mask = torch.zeros(mask.shape, dtype=self.model.dtype, device=dev).masked_fill(~mask, torch.finfo(self.model.dtype).min)
-    hidden = self.model(input_ids=batch["input_ids"].to(dev), attention_mask=mask,
-                        position_ids=batch["position_ids"].to(dev)).last_hidden_state.float()
+    pos = batch["position_ids"].to(dev)  # additive for eager; per layer type (window cut) for sliding-window models
+    mask = packed_attention_masks(self.model.config, batch["attention_mask"].to(dev), pos, self.model.dtype)
+    hidden = self.model(input_ids=batch["input_ids"].to(dev), attention_mask=mask, position_ids=pos).last_hidden_state.float()
     im = batch.get("instruction_mask")
     n = int(seg.max()) + 1
     return pool_packed(hidden, seg, n, self.config.pooling, None if im is None else im.to(dev), self.config.include_instruction)

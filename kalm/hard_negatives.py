@@ -17,11 +17,12 @@ import torch
 from fastcore.script import Param, call_parse
 from tqdm.auto import tqdm
 
-from .core import Config, ConfigError, atomic_write, cli_errors, code_version, write_json
+from .core import Config, ConfigError, KalmError, atomic_write, cli_errors, code_version, write_json
 from .checkpoint import read_lineage
 from .data_cards import load_rows, save_rows
 from .embedder import KaLMEmbedder
 from .instructions import format_query
+from .run_folders import check_run_dir, run_lock
 
 # %% auto #0
 __all__ = ['instructed', 'encode_texts', 'exact_topk', 'faiss_topk', 'MiningResult', 'mine_hard_negatives', 'teacher_scores',
@@ -353,7 +354,7 @@ def mine_stage(cfg: MineConfig | str | Path,   # mining config or its YAML
     cfg = MineConfig.from_yaml(cfg, overrides) if not isinstance(cfg, MineConfig) else (replace(cfg, **overrides) if overrides else cfg)
     if not cfg.model or not Path(cfg.model).is_dir(): raise ConfigError(cfg._source(), 'model', f"no model folder {cfg.model!r}")
     if not cfg.data: raise ConfigError(cfg._source(), 'data', "no rows to mine for")
-    run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = check_run_dir(run_dir, create=False)  # a file: one error; created only once the input is known to be good
     out = Path(cfg.out) if Path(cfg.out).is_absolute() else run_dir/cfg.out
     if out.is_file() and (run_dir/'mine_stats.json').is_file():
         if progress: print(f"mining: {out} exists, skipped")
@@ -363,14 +364,16 @@ def mine_stage(cfg: MineConfig | str | Path,   # mining config or its YAML
     if cfg.corpus:
         c = load_rows(cfg.corpus)
         corpus = c['text'] if 'text' in c.column_names else list(dict.fromkeys(t for r in c for t in [r['pos'], *(r.get('neg') or [])]))
-    t0 = time.time()
-    mined, stats = mine_dataset(ds, _encode_fn(cfg.model, cfg), corpus=corpus, num_negatives=cfg.num_negatives,
-                                sample_range=tuple(cfg.sample_range), filter_topk=cfg.filter_topk, keep_existing=cfg.keep_existing,
-                                teacher_encode_fn=_encode_fn(cfg.teacher, cfg) if cfg.teacher else None, seed=cfg.seed, progress=progress)
-    save_rows(mined, out)
-    atomic_write(run_dir/'mine_config.yaml', cfg.to_yaml().encode())
-    write_json(run_dir/'mine_stats.json', dict(stats, seconds=round(time.time() - t0, 2), model=cfg.model, lineage=read_lineage(cfg.model),
-                                                out=str(out), code=code_version()))
+    encode, teacher = _encode_fn(cfg.model, cfg), _encode_fn(cfg.teacher, cfg) if cfg.teacher else None
+    with run_lock(run_dir):  # one process at a time writes into the folder
+        t0 = time.time()
+        mined, stats = mine_dataset(ds, encode, corpus=corpus, num_negatives=cfg.num_negatives, sample_range=tuple(cfg.sample_range),
+                                    filter_topk=cfg.filter_topk, keep_existing=cfg.keep_existing, teacher_encode_fn=teacher,
+                                    seed=cfg.seed, progress=progress)
+        save_rows(mined, out)
+        atomic_write(run_dir/'mine_config.yaml', cfg.to_yaml().encode())
+        write_json(run_dir/'mine_stats.json', dict(stats, seconds=round(time.time() - t0, 2), model=cfg.model, lineage=read_lineage(cfg.model),
+                                                    out=str(out), code=code_version()))
     return out
 
 # %% ../nbs/12_hard_negatives.ipynb #080339cd
@@ -381,5 +384,8 @@ def mine_cli(config: str = None,  # mining YAML (MineConfig fields)
              quiet: bool = False,  # no progress bars
             ):
     "Mine hard negatives with a trained model (ranks 50–100, ranking-consistency filter)."
-    if not config or not run_dir: print("kalm-mine: --config and --run_dir are required", file=sys.stderr); sys.exit(2)
-    print(cli_errors(lambda: mine_stage(MineConfig.from_yaml(config, override), run_dir, progress=not quiet))())
+    def run():
+        if missing := [f"--{k}" for k, v in dict(config=config, run_dir=run_dir).items() if not v]:
+            raise KalmError(f"the following arguments are required: {', '.join(missing)}", 'kalm-mine', hint="see kalm-mine --help")
+        return mine_stage(MineConfig.from_yaml(config, override), run_dir, progress=not quiet)
+    print(cli_errors(run)())

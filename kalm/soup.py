@@ -317,6 +317,9 @@ def make_soup(ingredients: Sequence[str | Path],  # model folders
     if method not in SOUP_CLI_METHODS: raise ConfigError('kalm-soup', 'method', f"unknown method {method!r} (choose from {', '.join(SOUP_CLI_METHODS)})")
     if method in ('greedy', 'cocktail') and not heldout: raise ConfigError('kalm-soup', 'heldout', f"--method {method} needs held-out rows")
     if method == 'weighted' and not weights: raise ConfigError('kalm-soup', 'weights', "--method weighted needs --weights")
+    o = Path(out)  # replaced by the soup: only an earlier model folder (or an empty one) may be, never a file or other files
+    if o.exists() and not (o.is_dir() and ((o/'modules.json').is_file() or not any(o.iterdir()))):
+        raise ConfigError('kalm-soup', 'out', f"{o} exists and is not a model folder: refusing to replace it", "give --out a new folder")
     if method == 'uniform': return uniform_soup(ingredients, out, base=base)
     if method == 'weighted': return weighted_soup(ingredients, out, weights, base=base)
     held = load_rows(heldout)

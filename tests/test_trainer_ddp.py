@@ -119,3 +119,32 @@ def test_accelerate_launch_two_processes_with_gradcache(work):
           '--dynamo_backend', 'no', '--main_process_port', str(_free_port()), 'step.py', 'stage.yaml', 'two-gc', 'two-gc.pt', 'mini_batch_size=3'], work)
     print(f"relative gradient error, accelerate x2 + GradCache vs 1 process: {_compare(work, 'two-gc'):.1e}")
     _check_run_folder(work, 'two-gc')
+
+
+RECIPE = '''\
+name: launched
+model: tiny
+cards: [mini]
+finetune_rows: 160
+max_rows_per_card: 200
+holdout_rows: 16
+pretrain: {{rows: 64, steps: 2, batch_size: 8, query_max_length: 24, doc_max_length: 32}}
+mine: {{sample_range: [2, 10], filter_topk: null, num_negatives: 2, max_length: 32}}
+finetune: {{steps: 2, batch_size: 8, num_negatives: 2, query_max_length: 24, doc_max_length: 32}}
+ingredients: [{{seed: 1}}]
+soups: [uniform]
+score_batch_size: 8
+report_to: none
+launcher: [{python}, -m, accelerate.commands.launch, --multi_gpu, --num_processes, '2', --num_machines, '1', --mixed_precision, 'no', --dynamo_backend, 'no', --main_process_port, '{port}']
+'''
+
+
+def test_recipe_runs_its_stages_under_a_launcher(tmp_path):
+    "`launcher:` runs every training stage of a recipe as kalm-train under accelerate launch: here 2 CPU processes (gloo)."
+    (tmp_path/'recipe.yaml').write_text(RECIPE.format(python=sys.executable, port=_free_port()))
+    _run([BIN/'kalm-recipe', '--config', 'recipe.yaml', '--run_dir', 'run', '--quiet'], tmp_path, timeout=600)
+    for stage in ('pretrain', 'finetune-1'):
+        env = json.loads((tmp_path/'run'/stage/'env.json').read_text())
+        assert env['world_size'] == 2 and env['distributed'] == 'MULTI_CPU', (stage, env)
+        assert (tmp_path/'run'/stage/'launch.yaml').is_file() and (tmp_path/'run'/stage/'model'/'modules.json').is_file()
+    assert json.loads((tmp_path/'run'/'soup_scores.json').read_text())['soups']['soup-uniform']['recall@1'] >= 0
