@@ -72,7 +72,7 @@ base-model: setup
 	$(BIN)/kalm-fetch $(BASE_MODEL) --install
 
 # the paper's Table 5 in miniature: 5 seeds of the mini preset (the notebook's default), shortened so that the 5 x 7
-# training runs fit in about 45 minutes on 2 cores (the committed report's command; its wall time is in reports/ablations/ablations.md)
+# training runs fit in about 50 minutes on 2 cores (the committed report's command; its wall time is in reports/ablations/ablations.md)
 ABLATION_OVERRIDES ?= {recipe.pretrain.steps: 400, recipe.pretrain.rows: 25600, recipe.ingredients: [{seed: 1}, {seed: 2}], recipe.finetune.steps: 60, recipe.distill.steps: 40, eval.limit: 300}
 ablations: setup
 	mkdir -p reports/ablations
