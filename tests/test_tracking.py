@@ -1,45 +1,23 @@
 """Experiment tracking through accelerate's trackers, as a user runs it (`kalm-train` as a subprocess): TensorBoard's own
 reader sees the same numbers as metrics.jsonl, and a run killed with SIGKILL and resumed logs every step exactly once.
 Also: a tracker whose package is missing is one clear line, and the committed reports hold no machine paths."""
-import importlib.util, json, os, re, signal, subprocess, sys, time
+import importlib.util, json, re, signal, subprocess, time
 from pathlib import Path
 
 import pytest
+from conftest import TRAIN_ENV, stage_yaml, train_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1', TRANSFORMERS_OFFLINE='1', TOKENIZERS_PARALLELISM='false',
-           PYTHONHASHSEED='0', MPLBACKEND='Agg', OMP_NUM_THREADS='1')
-
-CONFIG = '''\
-name: tracked
-kind: finetune
-model: tiny
-data: rows.jsonl.gz
-batch_size: 4
-num_negatives: 2
-query_max_length: 24
-doc_max_length: 32
-lr: 1.0e-4
-steps: {steps}
-save_every: 2
-keep_checkpoints: 2
-report_to: tensorboard
-loss:
-  temperature: 0.05
-'''
+TRACKED = lambda steps: stage_yaml(name='tracked', steps=steps, save_every=2, keep_checkpoints=2, report_to='tensorboard')
 
 
 @pytest.fixture(scope='module')
-def work(tmp_path_factory):
-    from kalm.data_cards import cards_dir, load_canonical, save_rows
-    d = tmp_path_factory.mktemp('tracking')
-    rows, _ = load_canonical(cards_dir('mini')/'wn-gloss-retrieval.yaml', max_rows=64)
-    save_rows(rows, d/'rows.jsonl.gz')
-    return d
+def work(rows_dir):
+    return rows_dir
 
 
 def _train(work, cfg, run, **kw):
-    return subprocess.Popen([sys.executable, '-m', 'kalm.trainer', '--config', cfg, '--run_dir', run, '--quiet'], cwd=work, env=ENV,
+    return subprocess.Popen(train_cmd(cfg, run), cwd=work, env=TRAIN_ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
@@ -55,7 +33,7 @@ def _metrics(run_dir: Path) -> list[dict]:
 
 @pytest.mark.skipif(importlib.util.find_spec('tensorboard') is None, reason='tensorboard is not installed')
 def test_three_step_stage_logs_the_metrics_to_tensorboard(work):
-    (work/'three.yaml').write_text(CONFIG.format(steps=3))
+    (work/'three.yaml').write_text(TRACKED(3))
     p = _train(work, 'three.yaml', 'three'); out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err[-3000:]
     tb, m = _tensorboard(work/'three'), _metrics(work/'three')
@@ -68,7 +46,7 @@ def test_three_step_stage_logs_the_metrics_to_tensorboard(work):
 
 @pytest.mark.skipif(importlib.util.find_spec('tensorboard') is None, reason='tensorboard is not installed')
 def test_killed_and_resumed_run_logs_every_step_once(work):
-    (work/'six.yaml').write_text(CONFIG.format(steps=6))
+    (work/'six.yaml').write_text(TRACKED(6))
     p = _train(work, 'six.yaml', 'killed')
     ck, t0 = work/'killed'/'checkpoints'/'step-0000004', time.time()
     while not ck.is_dir():
@@ -88,7 +66,7 @@ def test_killed_and_resumed_run_logs_every_step_once(work):
 
 @pytest.mark.skipif(importlib.util.find_spec('wandb') is not None, reason='wandb is installed here')
 def test_missing_tracker_package_is_one_clear_line(work):
-    (work/'wandb.yaml').write_text(CONFIG.format(steps=3).replace('report_to: tensorboard', 'report_to: [tensorboard, wandb]'))
+    (work/'wandb.yaml').write_text(stage_yaml(name='tracked', steps=3, save_every=2, keep_checkpoints=2, report_to=['tensorboard', 'wandb']))
     p = _train(work, 'wandb.yaml', 'wandb'); out, err = p.communicate(timeout=300)
     assert p.returncode == 2 and 'Traceback' not in err
     assert err.strip() == "error: wandb.yaml: field 'report_to': wandb is not installed — pip install wandb, or set report_to: none"

@@ -1,48 +1,22 @@
 """Exact resume, nothing lost: a training subprocess killed with SIGKILL in the middle of a stage, rerun with the same
 command, resumes from its newest checkpoint and ends with bit-identical weights to an uninterrupted run (CPU, fixed
 seed); steps are logged exactly once, at most K checkpoints are kept, no temporary folder survives."""
-import json, os, signal, subprocess, sys, time
+import json, signal, subprocess, time
 from pathlib import Path
 
 import pytest
+from conftest import TRAIN_ENV, stage_yaml, train_cmd
 
-ENV = dict(os.environ, HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1', TRANSFORMERS_OFFLINE='1', TOKENIZERS_PARALLELISM='false',
-           PYTHONHASHSEED='0', MPLBACKEND='Agg', OMP_NUM_THREADS='1')  # 1 thread: 2 busy cores + OpenMP spin-waits are slow
-
-CONFIG = '''\
-name: resume
-kind: finetune
-model: tiny
-data: rows.jsonl.gz
-batch_size: 4
-num_negatives: 2
-query_max_length: 24
-doc_max_length: 32
-lr: 1.0e-4
-steps: 14
-save_every: 3
-keep_checkpoints: 2
-seed: 5
-loss:
-  temperature: 0.05
-  mix_pairwise: 1          # random pairwise mixing: its draws must be replayed exactly too
-  matryoshka_dims: [256, 64]
-  matryoshka_weights: [1.0, 0.3]
-'''
-
-
-def _cmd(run):
-    return [sys.executable, '-m', 'kalm.trainer', '--config', 'stage.yaml', '--run_dir', run, '--quiet']
+CONFIG = stage_yaml(name='resume', steps=14, save_every=3, keep_checkpoints=2, seed=5,
+                    loss=dict(mix_pairwise=1,  # random pairwise mixing: its draws must be replayed exactly too
+                              matryoshka_dims=[256, 64], matryoshka_weights=[1.0, 0.3]))
+_cmd = lambda run: train_cmd('stage.yaml', run)
 
 
 @pytest.fixture(scope='module')
-def work(tmp_path_factory):
-    from kalm.data_cards import cards_dir, load_canonical, save_rows
-    d = tmp_path_factory.mktemp('resume')
-    rows, _ = load_canonical(cards_dir('mini')/'wn-gloss-retrieval.yaml', max_rows=64)
-    save_rows(rows, d/'rows.jsonl.gz')
-    (d/'stage.yaml').write_text(CONFIG)
-    return d
+def work(rows_dir):
+    (rows_dir/'stage.yaml').write_text(CONFIG)
+    return rows_dir
 
 
 def _weights(run):
@@ -52,7 +26,7 @@ def _weights(run):
 
 def test_sigkill_then_rerun_is_bit_identical(work):
     # the interrupted run: killed as soon as its second checkpoint (step 6) is in place, mid-stage
-    p = subprocess.Popen(_cmd('killed'), cwd=work, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(_cmd('killed'), cwd=work, env=TRAIN_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     ck = work/'killed'/'checkpoints'/'step-0000006'
     t0 = time.time()
     while not ck.is_dir():
@@ -66,10 +40,10 @@ def test_sigkill_then_rerun_is_bit_identical(work):
     logged = [json.loads(l)['step'] for l in (work/'killed'/'metrics.jsonl').read_text().splitlines()]
     assert 6 <= max(logged) < 14
     # the uninterrupted reference (same command, fresh folder) while nothing else runs
-    r = subprocess.run(_cmd('clean'), cwd=work, env=ENV, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(_cmd('clean'), cwd=work, env=TRAIN_ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     # rerun the killed command: it resumes and completes
-    r = subprocess.run(_cmd('killed'), cwd=work, env=ENV, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(_cmd('killed'), cwd=work, env=TRAIN_ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = _weights(work/'clean'), _weights(work/'killed')
     assert a.keys() == b.keys()
@@ -85,13 +59,13 @@ def test_sigkill_then_rerun_is_bit_identical(work):
     assert json.loads((work/'killed'/'summary.json').read_text())['weights_sha'] == json.loads((work/'clean'/'summary.json').read_text())['weights_sha']
     # a third run of the same command finds the stage complete and changes nothing
     mtime = (work/'killed'/'model'/'model.safetensors').stat().st_mtime_ns
-    r = subprocess.run(_cmd('killed'), cwd=work, env=ENV, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(_cmd('killed'), cwd=work, env=TRAIN_ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and (work/'killed'/'model'/'model.safetensors').stat().st_mtime_ns == mtime
 
 
 def test_bad_config_is_one_clear_line(work):
-    (work/'bad.yaml').write_text(CONFIG.replace('batch_size: 4', 'batch_size: four'))
-    r = subprocess.run([sys.executable, '-m', 'kalm.trainer', '--config', 'bad.yaml', '--run_dir', 'bad'], cwd=work, env=ENV,
+    (work/'bad.yaml').write_text(stage_yaml(name='resume', steps=14, batch_size='four'))
+    r = subprocess.run(train_cmd('bad.yaml', 'bad', quiet=False), cwd=work, env=TRAIN_ENV,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert "bad.yaml, line 5: field 'batch_size': must be an integer, got 'four'" in r.stderr
