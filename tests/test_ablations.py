@@ -33,3 +33,13 @@ def test_unknown_row_is_one_clear_error(tmp_path):
                         f"{{rows: [w/o soups], out_dir: {tmp_path/'r'}, work_dir: {tmp_path/'w'}}}"],
                        cwd=ROOT/'nbs', env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "unknown row 'w/o soups'" in r.stdout + r.stderr
+
+
+def test_row_the_recipe_cannot_make_is_one_clear_error(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1')
+    env.pop('IN_TEST', None)
+    r = subprocess.run([sys.executable, '-m', 'papermill', 'run_ablations.ipynb', str(tmp_path/'out.ipynb'), '-y',
+                        f"{{rows: [greedy soup vs best single ingredient], out_dir: {tmp_path/'r'}, work_dir: {tmp_path/'w'}, overrides: {{recipe.soups: [], final: finetune-1}}}}"],
+                       cwd=ROOT/'nbs', env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "'greedy soup vs best single ingredient' compares a model that this recipe does not make" in r.stdout + r.stderr
+    assert not (tmp_path/'w'/'seed0').exists()                              # refused before any training
