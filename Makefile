@@ -2,6 +2,7 @@
 #   make pipeline   the main job: the mini pipeline end to end (papermill), report in reports/mini/
 #                   (PRESET=gemma3: the same on Gemma 3 270M base, fetched by `make base-model`; report in reports/gemma3/)
 #   make ablations  the paper's Table 5 in miniature (papermill), report in reports/ablations/
+#                   (PRESET=gemma3: the rows that need a pretrained decoder, on Gemma 3 270M; report in reports/ablations/gemma3/)
 #   make benchmarks kalm vs sentence-transformers side by side (papermill), tables in reports/benchmarks/
 #   make test       everything CI checks: notebooks/kalm in sync, notebooks clean, README in sync, nbdev_test, pytest
 SHELL := /bin/bash
