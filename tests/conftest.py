@@ -1,6 +1,7 @@
-"""Shared by the tests that train through `kalm-train` subprocesses (tracking, resume): the environment of an offline CPU
-run, a tiny fine-tuning stage config, and a folder with 64 rows of a shipped mini card."""
-import os, sys
+"""Shared by the tests that run what a user runs in a subprocess — `kalm-train` (tracking, resume) and the papermill
+notebooks (pipeline, ablations): the environment of an offline CPU run, a tiny fine-tuning stage config, a folder with
+64 rows of a shipped mini card, and `papermill nbs/<notebook>`."""
+import os, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,11 @@ def rows_dir(tmp_path_factory, request):
     rows, _ = load_canonical(cards_dir('mini')/'wn-gloss-retrieval.yaml', max_rows=64)
     save_rows(rows, d/'rows.jsonl.gz')
     return d
+
+
+def run_notebook(notebook: str, out_nb: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    "`papermill <notebook> <out_nb> <args>` from nbs/, as `make pipeline` / `make ablations` run it (offline, outside nbdev_test)."
+    env = {k: v for k, v in TRAIN_ENV.items() if k != 'IN_TEST'}
+    Path(out_nb).parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.run([sys.executable, '-m', 'papermill', notebook, str(out_nb), *args], cwd=Path(__file__).resolve().parents[1]/'nbs',
+                          env=env, capture_output=True, text=True, timeout=timeout)

@@ -1,18 +1,14 @@
 "The papermill entry point end to end: a smoke run of the mini preset, the paper presets' dry runs, fail-fast without the hub."
-import json, os, subprocess, sys
+import json, subprocess
 from pathlib import Path
 import pytest
+from conftest import run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPERMILL = [sys.executable, '-m', 'papermill']
 
 
 def papermill(out_nb: Path, *params: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1', OMP_NUM_THREADS='1')
-    env.pop('IN_TEST', None)
-    out_nb.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([*PAPERMILL, 'run_pipeline.ipynb', str(out_nb), *params], cwd=ROOT/'nbs', env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_notebook('run_pipeline.ipynb', out_nb, *params, timeout=timeout)
 
 
 def test_smoke_run_writes_a_real_report(tmp_path):
