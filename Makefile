@@ -72,15 +72,18 @@ BASE_MODEL ?= $(or $(BASE_MODEL_OF_$(PRESET)),gemma3-270m)
 base-model: setup
 	$(BIN)/kalm-fetch $(BASE_MODEL) --install
 
-# the paper's Table 5 in miniature: 5 seeds of the mini preset (the notebook's default), shortened so that the 5 x 13
-# training runs fit in about 80 minutes on 2 cores (the committed report's command; its wall time is in reports/ablations/ablations.md);
+# the paper's Table 5 in miniature: 5 seeds of the mini preset (the notebook's default), shortened so that the 5 x 14
+# training runs fit in about 70 minutes on 2 idle cores (measured: 13.0-13.5 min of training and mining per seed, in
+# reports/ablations/ablations.md's notes, plus about 3 min of evaluation per seed, 15 models at ~12 s);
 # 512 held-out rows let the soups decide (recall@1 in steps of 0.002)
 ABLATION_OVERRIDES ?= {recipe.pretrain.steps: 400, recipe.pretrain.rows: 25600, recipe.ingredients: [{seed: 1}, {seed: 2}], recipe.finetune.steps: 60, recipe.distill.steps: 40, recipe.holdout_rows: 512, eval.limit: 300}
 ABLATIONS_mini = {overrides: $(ABLATION_OVERRIDES)}
 # `make ablations PRESET=gemma3`: the rows whose answer needs a pretrained decoder (w/o focal, w/o mixing, w/o bidirectional:
 # the causal variant has its own pre-training, mining and fine-tuning) on Gemma 3 270M, 3 seeds, into reports/ablations/gemma3.
 # The preset's own schedule, shortened only by what these rows do not use: one fine-tuning run per seed, no soups, no
-# distillation. A seed is 2 pre-trainings, 2 minings, 4 fine-tunings and 4 evaluations, about 30 min on 2 cores (≤ 2 h for 3 seeds)
+# distillation. A seed is 2 pre-trainings, 2 minings, 4 fine-tunings and 4 evaluations: measured 18-19 min of training and
+# mining per seed on 2 idle cores and about 1 min per evaluation (91 min for the committed report, one seed slowed by other work).
+# Other rows run with ABLATION_ROWS_gemma3='[...]' (the soup and distillation rows need those stages: they are refused)
 ABLATION_ROWS_gemma3 ?= [w/o focal reweighting, w/o online hard-negative mixing, w/o bidirectional attention]
 ABLATIONS_gemma3 = {preset: gemma3, seeds: [0, 1, 2], rows: $(ABLATION_ROWS_gemma3), out_dir: ../reports/ablations/gemma3, work_dir: ../runs/ablations-gemma3, overrides: {recipe.ingredients: [{seed: 1}], recipe.soups: [], recipe.distill: null, final: finetune-1}}
 ABLATIONS_OUT = reports/ablations$(if $(filter-out mini,$(PRESET)),/$(PRESET))
