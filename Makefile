@@ -12,6 +12,10 @@ BIN := $(VENV)/bin
 # CPU build from local disk on the project's machines; GPU users: install your torch first, then
 # `make TORCH_SPEC= ...` (empty: keep the installed torch) — see README.
 TORCH_SPEC ?= torch==2.13.0
+# Every other package at the exact version (and hash) in the lock, which CI tested; `make LOCK= setup` installs the
+# newest releases settings.ini's ranges allow instead (what `pip install kalm` gives; what `make drift` tests).
+LOCK ?= requirements.lock
+LOCK_PYTHON := 3.11
 TEST_FLAGS ?= slow
 NB_WORKERS ?= 2
 export HF_HUB_OFFLINE ?= 1
@@ -23,16 +27,45 @@ export MPLBACKEND = Agg
 export PYTHONHASHSEED = 0
 export VIRTUAL_ENV := $(abspath $(VENV))
 STAMP := $(VENV)/.kalm-installed
+PIP := $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: setup test check-sync nbtest pytest pipeline base-model ablations benchmarks export clean readme
+.PHONY: setup test check-sync nbtest pytest pipeline base-model ablations benchmarks export clean readme lock drift
 
 setup: $(STAMP)
-$(STAMP): settings.ini setup.py
+# With the lock: its packages with --no-deps and --require-hashes (nothing resolved, nothing newer), torch from
+# TORCH_SPEC, kalm itself without build isolation (its build back-end is in the lock), then `pip check` (every
+# package's requirements met, torch's too) and a check that what is installed is what the lock says.
+$(STAMP): settings.ini setup.py $(LOCK)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@set -o pipefail; if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/pip install -q --disable-pip-version-check "$(TORCH_SPEC)" 2>&1 | { grep -v '^WARNING: Location' || true; }; fi
-	@set -o pipefail; $(BIN)/pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | { grep -v '^WARNING: Location' || true; }
+	@if [ -n "$(LOCK)" ] && ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "$(LOCK_PYTHON)".split("."))))'; then \
+	  echo "make setup: $(LOCK) is for Python $(LOCK_PYTHON) and $(VENV) has $$($(BIN)/python -V): make a $(VENV) with Python $(LOCK_PYTHON) (make PY=python$(LOCK_PYTHON) setup, after removing $(VENV)), or install from settings.ini's ranges with make LOCK= setup (not what CI tested)"; exit 2; fi
+	@set -o pipefail; if [ -n "$(LOCK)" ]; then $(PIP) --require-hashes --no-deps -r $(LOCK) 2>&1 | { grep -v '^WARNING: Location' || true; }; fi
+	@set -o pipefail; if [ -n "$(TORCH_SPEC)" ]; then $(PIP) $(if $(LOCK),--no-deps) "$(TORCH_SPEC)" 2>&1 | { grep -v '^WARNING: Location' || true; }; fi
+	@set -o pipefail; if [ -n "$(LOCK)" ]; then $(PIP) --no-deps --no-build-isolation -e . 2>&1 | { grep -v '^WARNING: Location' || true; }; \
+	  else $(PIP) -e ".[dev]" 2>&1 | { grep -v '^WARNING: Location' || true; }; fi
+	@$(BIN)/pip check --disable-pip-version-check >/dev/null || { $(BIN)/pip check --disable-pip-version-check; echo "make setup: the installed packages do not fit together (above)"; exit 2; }
+	@if [ -n "$(LOCK)" ]; then $(BIN)/python .ci/lock.py --check-installed; fi
 	@touch $(STAMP)
-	@echo "ok: $(VENV) ready (kalm installed editable with its dev requirements)"
+	@echo "ok: $(VENV) ready (kalm installed editable with its dev requirements$(if $(LOCK), from $(LOCK), from settings.ini's ranges))"
+
+# Regenerate the lock from settings.ini (uv pip compile, hashes): versions already locked are kept where the ranges
+# allow them; `make lock UPGRADE=1` takes the newest releases (after `make drift` passed). Then `make setup` installs it.
+# (It needs only a venv with uv, so it also runs when the lock no longer fits settings.ini and `make setup` says so.)
+lock:
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(PIP) "$$(sed -n 's/^\(uv==[^ ]*\).*/\1/p' $(or $(LOCK),requirements.lock))"
+	$(BIN)/python .ci/lock.py $(if $(UPGRADE),--upgrade)
+
+# The drift check: the newest releases settings.ini's ranges allow (torch stays TORCH_SPEC), in a separate venv, with
+# the fast tests (notebooks without the slow flag, and the pytest suite). It says which packages differ from the lock.
+# CI stays on the lock; an upgrade is `make drift`, then `make lock UPGRADE=1`, then re-run what moved (README).
+DRIFT_VENV ?= .venv-drift
+drift:
+	rm -rf $(DRIFT_VENV)
+	$(MAKE) --no-print-directory VENV=$(DRIFT_VENV) LOCK= setup
+	$(DRIFT_VENV)/bin/python .ci/lock.py --diff
+	$(MAKE) --no-print-directory VENV=$(DRIFT_VENV) LOCK= TEST_FLAGS= nbtest pytest
+	@echo "ok: the fast tests pass with the newest releases (the versions above); relock with make lock UPGRADE=1"
 
 export: setup
 	$(BIN)/nbdev_export

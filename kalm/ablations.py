@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import ConfigError, code_version
+from .core import ConfigError
+from .provenance import code_version, describe_environment
 from .hard_negatives import mine_stage
 from .pipeline import Preset, best_ingredient, load_preset
 from .recipe import recipe_data, run_recipe
@@ -208,7 +209,8 @@ def ablation_notes(work: Path, seeds: list, heldout: dict, models: dict, timings
     stage_s = {s: round(_stage_seconds(work/f'seed{s}'), 1) for s in seeds}
     notes = [f"- Wall time of this run {seconds/60:.1f} min (per seed {', '.join(f'{v/60:.1f}' for v in timings.values())} min: a stage that had finished is reused, not "
              f"re-trained); training and mining time as the stages recorded it, per seed: {', '.join(f'{v/60:.1f}' for v in stage_s.values())} min; "
-             f"code: commit {(cv.get('git_commit') or '?')[:7]}{' with uncommitted changes' if cv.get('git_dirty') else ''}, kalm sources {cv.get('kalm_sources_sha256')}.",
+             f"code: commit {(cv.get('git_commit') or '?')[:7]}{' with uncommitted changes' if cv.get('git_dirty') else ''}, kalm sources {cv.get('kalm_sources_sha256')}"
+             + (f"; environment: {describe_environment(cv)}." if 'lock_sha256' in cv else " (environment not recorded: made before the lock)."),
              f"- Mined fine-tuning rows kept of rows per seed ({' / '.join(k for k, _ in miners if any(k in v for v in mined.values()))} rows and miner): "
              f"{', '.join(f'{s}: ' + ' / '.join(str(v) for v in k.values()) for s, k in mined.items())}."]
     if all('best ingredient' in m for m in models.values()) and any(r.get('soups') for r in heldout.values()):

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .core import atomic_write, read_jsonl, repo_root, write_json
+from .provenance import environment
 from .reports import markdown_table
 
 # %% auto #0
@@ -361,13 +362,8 @@ def beside_cpu(stages: Mapping[str, Mapping],      # stage -> summary of the acc
 
 # %% ../nbs/22_bench.ipynb #5e224e1d
 def machine_info() -> dict:
-    "What the numbers were measured on."
-    import transformers
-    info = dict(cpu=cpu_name(), cores=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
-                transformers=transformers.__version__, python=platform.python_version())
-    try:
-        import sentence_transformers; info['sentence_transformers'] = sentence_transformers.__version__
-    except ImportError: pass
+    "What the numbers were measured on: the CPU (and GPU) and the `environment()`."
+    info = dict(cpu=cpu_name(), cores=os.cpu_count(), torch_threads=torch.get_num_threads(), **environment())
     if torch.cuda.is_available(): info['gpu'] = torch.cuda.get_device_name()
     return info
 

@@ -22,7 +22,7 @@ from .core import read_jsonl
 # %% auto #0
 __all__ = ['STAGE_ORDER', 'REPORT_COLUMNS', 'encode_comparison', 'training_pairs', 'same_work_losses', 'kalm_run', 'in_order',
            'st_run', 'training_comparison', 'token_rows', 'rss_step', 'rss_child', 'memory_comparison',
-           'pipeline_stage_rows', 'headline_rows', 'report_markdown']
+           'pipeline_stage_rows', 'pipeline_inputs', 'headline_rows', 'report_markdown']
 
 # %% ../nbs/23_bench_runs.ipynb #76d09fa1
 def encode_comparison(name: str,              # the model's label
@@ -253,6 +253,13 @@ def pipeline_stage_rows(mini: Mapping,  # a pipeline run's metrics (`reports/min
              {'stage': 'evaluation (mteb, all models)', 'CPU s': mini['timings_s']['eval'], 'H100 s': ''},
              {'stage': 'total', 'CPU s': mini['timings_s']['total'], 'H100 s': ''}]
     return rows
+
+
+def pipeline_inputs(mini: Mapping) -> dict:
+    "What `pipeline_stage_rows` reads of a run's metrics, kept in the benchmark results beside the table made of it."
+    return dict(command=mini.get('command'), code=mini.get('code'), timings_s=mini['timings_s'], mining={'seconds': mini['mining']['seconds']},
+                stages={k: {'steps': v['steps'], 'seconds': v['seconds']} for k, v in mini['stages'].items()})
+
 
 # %% ../nbs/23_bench_runs.ipynb #1ebc41eb
 def headline_rows(results: Mapping) -> list[dict]:

@@ -216,6 +216,9 @@ def _load_st(path, causal, attn, device, trust_remote_code, overrides) -> KaLMEm
     return KaLMEmbedder(tr.auto_model, tr.tokenizer, kcfg, device=device)
 
 # %% ../nbs/10_checkpoint.ipynb #2f963066
+_SKELETON_KWARGS = {"device_map": "meta", "use_kernels": False}  # a weightless Transformer module, never run
+
+
 def save_embedder(
     emb: KaLMEmbedder,  # the model
     path: str | Path,  # target folder
@@ -235,8 +238,10 @@ def save_embedder(
         emb.model.save_pretrained(str(tmp))
         emb.tokenizer.save_pretrained(str(tmp))
         # the module reads config and tokenizer from the folder; its weights stay on the meta device and the live
-        # model takes their place, so saving holds no second copy of the weights in memory
-        tr = Transformer(str(tmp), max_seq_length=emb.config.max_length, model_kwargs={"device_map": "meta"})
+        # model takes their place, so saving holds no second copy of the weights in memory. The skeleton is never
+        # run, so nothing may be attached to it at load: `use_kernels=False` (transformers >= 5.25 kernelizes every
+        # loaded model by default when `kernels` is installed, and kernelizing needs a real device, not meta)
+        tr = Transformer(str(tmp), max_seq_length=emb.config.max_length, model_kwargs=_SKELETON_KWARGS)
         tr.model = emb.model
         mods = [tr, Pooling(emb.embedding_dim, pooling_mode=_KALM_TO_ST_POOLING[emb.config.pooling],
                             include_prompt=emb.config.include_instruction)]

@@ -33,7 +33,7 @@ __all__ = ['HF_OFFLINE_VARS', 'TASK_TYPES', 'MTEB_TASK_TYPES', 'TYPE_ORDER', 'Ka
            'atomic_write', 'write_json', 'replace_dir', 'describe_value', 'read_jsonl', 'jsonl_bytes', 'write_jsonl',
            'HubUnavailableError', 'hf_offline', 'hub_reachable', 'set_hf_offline', 'settle_hub_mode', 'weights_hash',
            'normalize_task_type', 'task_type_key', 'ConfigError', 'Config', 'yaml_lines', 'deep_merge',
-           'parse_overrides', 'code_version', 'cli_errors', 'notebook_errors', 'console']
+           'parse_overrides', 'cli_errors', 'notebook_errors', 'console']
 
 # %% ../nbs/00_core.ipynb #b974136f
 class KalmError(Exception):
@@ -474,26 +474,6 @@ def _from_yaml(cls, path: str | Path, overrides: Sequence[str] | dict | None = N
     return cfg
 
 Config.from_yaml = _from_yaml
-
-# %% ../nbs/00_core.ipynb #293e9b27
-def code_version() -> dict:
-    "What code produced a run: kalm version, git commit / dirty flag (if a checkout), sources hash, library versions."
-    import accelerate, torch, transformers
-    import kalm
-    src = Path(kalm.__file__).parent
-    h = hashlib.sha256()
-    for f in sorted(src.glob('*.py')): h.update(f.name.encode()); h.update(f.read_bytes())
-    out = dict(kalm=getattr(kalm, '__version__', None), kalm_sources_sha256=h.hexdigest()[:16], python=platform.python_version(),
-               torch=torch.__version__, transformers=transformers.__version__, accelerate=accelerate.__version__,
-               platform=platform.platform(), git_commit=None, git_dirty=None)
-    try:
-        run = lambda *a: subprocess.run(['git', '-C', str(src.parent), *a], capture_output=True, text=True, timeout=10)
-        r = run('rev-parse', 'HEAD')
-        if r.returncode == 0:
-            out['git_commit'] = r.stdout.strip()
-            out['git_dirty'] = bool(run('status', '--porcelain', '--', 'kalm', 'nbs').stdout.strip())
-    except (OSError, subprocess.SubprocessError): pass
-    return out
 
 # %% ../nbs/00_core.ipynb #8fa3820a
 def cli_errors(f: Callable) -> Callable:

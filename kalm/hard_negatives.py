@@ -17,7 +17,8 @@ import torch
 from fastcore.script import Param, call_parse
 from tqdm.auto import tqdm
 
-from .core import Config, ConfigError, KalmError, atomic_write, cli_errors, code_version, write_json
+from .core import Config, ConfigError, KalmError, atomic_write, cli_errors, write_json
+from .provenance import code_version
 from .checkpoint import read_lineage
 from .data_cards import load_rows, save_rows
 from .embedder import KaLMEmbedder

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .core import Config, ConfigError, HubUnavailableError, hub_reachable, repo_root, set_hf_offline
+from .provenance import code_version
 from .data_cards import cards_dir, load_cards, load_stage
 from .model_presets import MODEL_PRESETS
 from .recipe import RecipeConfig
@@ -496,7 +497,7 @@ def evaluate_run(p: Preset, soup_report: dict, work: str | Path, say=print) -> l
 
 # %% ../nbs/21_pipeline.ipynb #251b1e6a
 def run_metrics(p: Preset, work: str | Path, soup_report: dict | None, results: list, **facts) -> dict:
-    "The run's `metrics.json`: `facts` (command, seed, overrides, timings …), the final model, stages, mining, held-out and mteb scores."
+    "The run's `metrics.json`: `facts` (command, seed, overrides, timings …), the code and environment (`code_version`), the final model, stages, mining, held-out and mteb scores."
     from kalm.embedder import KaLMEmbedder
     from kalm.reports import repo_relative, stage_summaries
     work = Path(work)
@@ -508,7 +509,7 @@ def run_metrics(p: Preset, work: str | Path, soup_report: dict | None, results: 
     if soup_report:
         soup_report = dict(soup_report, ingredients_paths=[repo_relative(work/'recipe'/q) for q in soup_report.get('ingredients_paths', [])],
                            paths={k: repo_relative(work/'recipe'/q) for k, q in soup_report.get('paths', {}).items()})
-    return dict(preset=p.name, **facts, paths_relative_to='the repository root (absolute only outside it)',
+    return dict(preset=p.name, **facts, code=code_version(), paths_relative_to='the repository root (absolute only outside it)',
                 final=p.final, final_path=repo_relative(fin),
                 parameters=sum(t.numel() for t in emb.parameters()) if emb else None,
                 matryoshka_dims=list(emb.config.matryoshka_dims) if emb else None,

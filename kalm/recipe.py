@@ -15,7 +15,8 @@ from typing import Any
 
 from fastcore.script import Param, call_parse
 
-from .core import Config, ConfigError, KalmError, atomic_write, cli_errors, code_version, deep_merge, parse_overrides, write_json
+from .core import Config, ConfigError, KalmError, atomic_write, cli_errors, deep_merge, parse_overrides, write_json
+from .provenance import code_version
 from .run_folders import check_run_dir
 from .data_cards import LABELINGS, load_rows, load_stage, save_rows
 from .embedder import KaLMEmbedder

@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .core import atomic_write, repo_root, task_type_key, write_json
+from .provenance import describe_environment
 
 if typing.TYPE_CHECKING:
     from kalm.eval import EvalResult
@@ -371,6 +372,9 @@ def model_card(preset,  # the run's `kalm.pipeline.Preset`
               "d = m.encode_document(['a burrowing Australian marsupial'])", '```', '',
               'The folder is also a sentence-transformers model (`SentenceTransformer(folder)`).', '',
               '## Reproduce', '', '```bash', command, '```', '',
+              *(['## Environment', '', f"Commit {(cv.get('git_commit') or '?')[:7]}{' with uncommitted changes' if cv.get('git_dirty') else ''}; "
+                 f"{describe_environment(cv)}. `make setup` installs the locked environment.", '']
+                if (cv := metrics.get('code')) else []),
               '## Limits', '', '- Trained from scratch on the shipped mini corpus only: a teaching model, not a general-purpose embedder.'
               if preset.name == 'mini' else f"- {preset.description}"]
     return '\n'.join(lines) + '\n'

@@ -17,7 +17,8 @@ import torch
 from fastcore.script import Param, call_parse
 
 from .checkpoint import read_lineage, save_model
-from .core import ConfigError, KalmError, cli_errors, code_version, weights_hash
+from .core import ConfigError, KalmError, cli_errors, weights_hash
+from .provenance import code_version
 from .data_cards import load_rows
 from .embedder import KaLMEmbedder
 from .instructions import resolve_instruction

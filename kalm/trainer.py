@@ -24,7 +24,8 @@ import yaml
 from fastcore.basics import patch
 from fastcore.script import Param, call_parse
 
-from .core import ConfigError, KalmError, atomic_write, cli_errors, code_version, read_jsonl, weights_hash, write_json
+from .core import ConfigError, KalmError, atomic_write, cli_errors, read_jsonl, weights_hash, write_json
+from .provenance import code_version
 from .checkpoint import CausalityUnknownError, read_lineage, save_model
 from .embedder import KaLMEmbedder
 from .grad_cache import enable_checkpointing, grad_cache_step
