@@ -22,7 +22,7 @@ from .instructions import format_query, instruction_prefix, resolve_instruction
 from .pooling import MATRYOSHKA_DIMS, POOLING_METHODS, instruction_mask_from_lengths, matryoshka, pool, pool_packed
 
 # %% auto #0
-__all__ = ['KaLMConfig', 'resolve_device', 'KaLMEmbedder']
+__all__ = ['KaLMConfig', 'resolve_device', 'KaLMEmbedder', 'float_states']
 
 # %% ../nbs/09_embedder.ipynb #6990c1d3
 @dataclass
@@ -227,13 +227,18 @@ def tokenize(
     return self._collate(feats, pack)
 
 # %% ../nbs/09_embedder.ipynb #8e6e211e
+def float_states(hidden: torch.Tensor) -> torch.Tensor:
+    "Token states for pooling and the loss in at least float32: bf16/fp16 go up; float64 (the exactness checks of the GradCache and trainer notebooks) stays."
+    return hidden if hidden.dtype == torch.float64 else hidden.float()
+
+
 @patch
 def embed(
     self: KaLMEmbedder,
     batch: dict[str, torch.Tensor],  # input_ids, attention_mask [, instruction_mask | instruction_lengths]
     dim: int | None = None,  # Matryoshka prefix dim (None: full)
     normalize: bool | None = None,  # default config.normalize
-) -> torch.Tensor:  # (B, dim) float32, differentiable
+) -> torch.Tensor:  # (B, dim) float32 (float64 for a float64 model), differentiable
     "Differentiable forward: token states -> pooled (-> truncated) (-> normalised) embeddings."
     dev = self.device
     ids, am = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
@@ -242,7 +247,7 @@ def embed(
     kw = dict(input_ids=ids, attention_mask=am)
     if self.config.family == "decoder":
         kw["position_ids"] = position_ids_from_mask(am)
-    hidden = self.model(**kw).last_hidden_state.float()
+    hidden = float_states(self.model(**kw).last_hidden_state)
     im = batch.get("instruction_mask")
     if im is None and batch.get("instruction_lengths") is not None:
         im = instruction_mask_from_lengths(am, batch["instruction_lengths"])
@@ -359,7 +364,7 @@ def _embed_packed(self: KaLMEmbedder, batch: dict[str, torch.Tensor]) -> torch.T
     seg = batch["segment_ids"].to(dev)
     pos = batch["position_ids"].to(dev)  # additive for eager; per layer type (window cut) for sliding-window models
     mask = packed_attention_masks(self.model.config, batch["attention_mask"].to(dev), pos, self.model.dtype)
-    hidden = self.model(input_ids=batch["input_ids"].to(dev), attention_mask=mask, position_ids=pos).last_hidden_state.float()
+    hidden = float_states(self.model(input_ids=batch["input_ids"].to(dev), attention_mask=mask, position_ids=pos).last_hidden_state)
     im = batch.get("instruction_mask")
     n = int(seg.max()) + 1
     return pool_packed(hidden, seg, n, self.config.pooling, None if im is None else im.to(dev), self.config.include_instruction)
