@@ -15,6 +15,7 @@ TORCH_SPEC ?= torch==2.13.0
 # Every other package at the exact version (and hash) in the lock, which CI tested; `make LOCK= setup` installs the
 # newest releases settings.ini's ranges allow instead (what `pip install kalm` gives; what `make drift` tests).
 LOCK ?= requirements.lock
+# the Python the lock is resolved for (.ci/lock.py's PYTHON; tests/test_repo.py checks that they agree)
 LOCK_PYTHON := 3.11
 TEST_FLAGS ?= slow
 NB_WORKERS ?= 2

@@ -108,3 +108,29 @@ def test_importing_kalm_has_no_side_effects():
     assert r.returncode == 0, r.stderr[-3000:]
     fx = json.loads(r.stdout.strip().splitlines()[-1])
     assert {m: v for m, v in fx.items() if v['sockets'] or v['env_changed']} == {}
+
+
+def test_the_lock_fits_settings_ini():
+    """requirements.lock (`make lock`) pins every requirement of settings.ini (library + dev; torch aside, which TORCH_SPEC
+    installs) at a version its range allows, with hashes for every pin, and no CUDA-only package of a torch build:
+    a change to settings.ini without `make lock` fails here, not on a user's machine."""
+    from packaging.requirements import Requirement
+    from kalm.provenance import canonical_name, locked_versions
+    sys.path.insert(0, str(ROOT/'.ci'))
+    from lock import requirements
+    lock = ROOT/'requirements.lock'
+    pins = locked_versions(lock)
+    bad = []
+    for r in map(Requirement, requirements()):
+        name = canonical_name(r.name)
+        if name == 'torch': continue
+        if name not in pins: bad.append(f"{r}: not in the lock")
+        elif not r.specifier.contains(pins[name], prereleases=True): bad.append(f"{r}: locked {pins[name]}")
+    assert not bad, "requirements.lock does not fit settings.ini (run `make lock`):\n" + '\n'.join(bad)
+    assert 'torch' not in pins and not [n for n in pins if n.startswith(('nvidia-', 'triton'))]
+    text = lock.read_text(encoding='utf-8')
+    blocks = re.split(r'\n(?=[A-Za-z0-9])', text.split('\n', 2)[2])
+    assert len(blocks) == len(pins) and all('--hash=sha256:' in b for b in blocks), "a pin without a hash"
+    mk = re.search(r'^LOCK_PYTHON := (\S+)', (ROOT/'Makefile').read_text(encoding='utf-8'), re.M).group(1)
+    from lock import PYTHON
+    assert mk == PYTHON, f"the Makefile checks for Python {mk}, the lock is resolved for {PYTHON}"
