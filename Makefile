@@ -5,6 +5,8 @@
 #                   (PRESET=gemma3: the rows that need a pretrained decoder, on Gemma 3 270M; report in reports/ablations/gemma3/)
 #   make benchmarks kalm vs sentence-transformers side by side (papermill), tables in reports/benchmarks/
 #   make test       everything CI checks: notebooks/kalm in sync, notebooks clean, README in sync, nbdev_test, pytest
+#   make lock       regenerate requirements.lock from settings.ini (UPGRADE=1: the newest releases); every target installs from it
+#   make drift      the newest releases settings.ini allows, in .venv-drift, with the fast tests (the step before UPGRADE=1)
 SHELL := /bin/bash
 PY ?= python3
 VENV ?= .venv
