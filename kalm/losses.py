@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import hashlib
-import warnings
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
@@ -258,14 +257,25 @@ def world_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
+class _GatherWithGrad(torch.autograd.Function):
+    "All-gather along dim 0; the gradient of each process's rows is the sum of every process's gradient of them."
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        rank, W = world_info()
+        out = [torch.empty_like(x) for _ in range(W)]
+        dist.all_gather(out, x)
+        ctx.rows = slice(rank * x.shape[0], (rank + 1) * x.shape[0])
+        return torch.cat(out, 0)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:
+        g = g.contiguous().clone()
+        dist.all_reduce(g)                       # every process's loss reaches every gathered row
+        return g[ctx.rows]
+
 def all_gather_with_grad(x: Tensor) -> Tensor:
     "Concatenate `x` from every process along dim 0, keeping autograd (identity on one process)."
-    if world_info()[1] > 1:
-        from torch.distributed.nn.functional import all_gather   # backward: reduce-scatter (sum) of the gradients
-        with warnings.catch_warnings():   # deprecated in torch 2.13 for a private API; still correct (tested with 2 processes)
-            warnings.filterwarnings('ignore', message='.*all_gather is deprecated', category=FutureWarning)
-            return torch.cat(all_gather(x.contiguous()), 0)
-    return x
+    return _GatherWithGrad.apply(x.contiguous()) if world_info()[1] > 1 else x
 
 def all_gather_ids(x: Tensor) -> Tensor:
     "Concatenate an integer tensor from every process along dim 0 (no autograd; identity on one process)."

@@ -496,3 +496,4 @@ def train_cli(config: str = None,  # stage YAML (StageConfig fields)
     out = cli_errors(run)()
     from accelerate import PartialState
     if PartialState().is_main_process: print(out)
+    PartialState().destroy_process_group()   # the collectives' threads end here, not while Python shuts down
