@@ -215,7 +215,8 @@ def load_cards(*paths: str | Path, # card files or folders (searched recursively
     files = []
     for p in paths:
         p = Path(p)
-        if p.is_dir(): files += sorted(f for f in p.rglob('*.yaml') if not {'eval', 'tokenizer'} & set(f.relative_to(p).parts[:-1]))
+        if p.is_dir(): files += sorted(f for f in p.rglob('*.yaml')  # not evaluation tasks (task.yaml) nor the tokenizer
+                                       if f.name != 'task.yaml' and not {'eval', 'tokenizer'} & set(f.relative_to(p).parts[:-1]))
         elif p.exists(): files.append(p)
         else: raise CardError(p, None, "no such card file or folder")
     if stage is not None and stage not in STAGES: raise ValueError(f"unknown stage {stage!r} (expected one of {STAGES})")

@@ -33,6 +33,7 @@ from .pooling import matryoshka
 from .core import task_type_key
 from .checkpoint import HUB_ID
 from .reports import write_report
+from .paired_ci import collect_items, drop_unpredicted, prediction_dir
 
 # %% auto #0
 __all__ = ['MINILM_NAME', 'KaLMEncoder', 'aggregate', 'EvalResult', 'as_encoder', 'drop_stale_results', 'evaluate', 'minilm_path',
@@ -214,6 +215,7 @@ class EvalResult:
     instructions: dict = field(default_factory=dict)  # task -> {prompt type: instruction used}
     benchmark: str | None = None  # benchmark name when the tasks were one
     model_result: Any = field(default=None, repr=False, compare=False)  # mteb's ModelResult (not serialised)
+    items: dict = field(default_factory=dict, repr=False, compare=False)  # task -> `kalm.paired_ci.TaskItems` (local tasks; saved apart)
 
     @property
     def aggregate(self) -> dict: return aggregate(self.scores, self.types)
@@ -305,7 +307,10 @@ def evaluate(
     for t in task_list:  # same bootstrap/sampling draws for every model, whatever ran on the task object before
         t.rng_state, t.np_rng = random.Random(t.seed), np.random.default_rng(t.seed)
     cache = ResultCache(str(Path(out) / "mteb")) if out is not None else None
-    if cache is not None and not overwrite: drop_stale_results(cache, enc.mteb_model_meta, task_list)  # the cache is keyed by data too
+    meta = enc.mteb_model_meta
+    preds = prediction_dir(out, meta.name, meta.revision, meta.experiment_name)  # mteb's predictions: per-item scores (`kalm.paired_ci`)
+    if cache is not None and not overwrite:  # the cache is keyed by data too; a result without predictions is made again
+        drop_stale_results(cache, meta, task_list); drop_unpredicted(cache, meta, task_list, preds)
     import datasets
     bars = datasets.utils.logging.is_progress_bar_enabled()
     if not show_progress_bar:
@@ -316,7 +321,7 @@ def evaluate(
             warnings.filterwarnings("ignore", category=UserWarning, module=r"sklearn\.")  # tiny-data notes (1 sample/label)
             res = mteb.evaluate(enc, task_list, cache=cache, overwrite_strategy="always" if overwrite else "only-missing",
                                 encode_kwargs={"batch_size": enc.batch_size, "show_progress_bar": show_progress_bar},
-                                co2_tracker=False, show_progress_bar=show_progress_bar, raise_error=True)
+                                co2_tracker=False, show_progress_bar=show_progress_bar, raise_error=True, prediction_folder=preds)
     finally:
         if bars:
             datasets.enable_progress_bars()
@@ -329,10 +334,10 @@ def evaluate(
     used: dict[str, dict] = {}
     for (task, side), ins in sorted(enc.log.items()):
         used.setdefault(task, {})[side] = ins
-    meta = enc.mteb_model_meta
+    items = collect_items(task_list, scores, preds, keep=out is not None)
     return EvalResult(model=meta.name, revision=meta.revision, scores=scores, types=types, metrics=metrics,
                       label=enc.label, experiment=dict(meta.experiment_kwargs or {}), instructions=used,
-                      benchmark=bench, model_result=res)
+                      benchmark=bench, model_result=res, items=items)
 
 # %% ../nbs/19_eval.ipynb #31b027b8
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"

@@ -33,7 +33,7 @@ __all__ = ['PIPELINE_PRESETS', 'FINAL_CHOICES', 'SMOKE_OVERRIDES', 'RUN_PARTS', 
 @dataclass
 class EvalConfig(Config):
     "How a run's models are evaluated."
-    tasks: str | list[str] = 'mini'     # `mini` (the shipped suite), a suite / task folder, or mteb benchmark names
+    tasks: str | list[str] = 'mini'     # `mini`, `transfer` (the shipped suites), a suite / task folder, or mteb benchmark names; one report each
     limit: int | None = None            # items per local task (seeded subsample; None: all)
     baselines: bool | list[str] = True  # add the random-init twin and all-MiniLM-L6-v2 (true), or only those named: [random-init twin, all-MiniLM-L6-v2]
     dims: list[int] | None = None       # Matryoshka dims of an extra curve (None: none)
@@ -126,9 +126,9 @@ class Preset(Config):
         return rc
 
     def eval_tasks(self) -> list[str]:
-        "Task sources for `kalm.eval.evaluate`: the mini suite folder or benchmark names."
+        "Task sources for `kalm.eval.evaluate`: the shipped suites (`mini`, `transfer`) as folders, other folders, benchmark names."
         ts = self.eval.tasks if isinstance(self.eval.tasks, list) else [self.eval.tasks]
-        return [str(cards_dir('mini')/'eval') if x == 'mini' else x for x in ts]
+        return [str({'mini': cards_dir('mini')/'eval', 'transfer': cards_dir('transfer')}.get(x, x)) for x in ts]
 
 
 def load_preset(preset: str | Path,              # a name in PIPELINE_PRESETS or a YAML file
@@ -472,7 +472,7 @@ def evaluate_run(p: Preset, soup_report: dict, work: str | Path, say=print) -> l
     kw = dict(batch_size=ev.batch_size, max_length=ev.max_length, as_in_paper=ev.as_in_paper)
     tasks = p.eval_tasks()
     if ev.limit:
-        tasks = [str(subsample_suite(t, work/f"tasks-limit{ev.limit}", ev.limit)[0].path.parent) if Path(t).is_dir() else t for t in tasks]
+        tasks = [str(subsample_suite(t, work/f"tasks-limit{ev.limit}"/f"suite-{i}", ev.limit)[0].path.parent) if Path(t).is_dir() else t for i, t in enumerate(tasks)]
     if ev.st_baseline is not None:  # the same rows and the same training seconds as the recipe's training stages
         secs = sum(s['seconds'] or 0 for k, s in stage_summaries(work/'recipe').items() if k in ('pretrain', 'distill') or k.startswith('finetune-'))
         rep = st_baseline(p.model, recipe_pairs(p.recipe_config(), work/'recipe'), work/'st-baseline', budget_s=secs, precision=ev.precision, **ev.st_baseline)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -16,6 +17,7 @@ import numpy as np
 
 from .core import atomic_write, repo_root, task_type_key, write_json
 from .provenance import describe_environment
+from .paired_ci import save_items
 
 if typing.TYPE_CHECKING:
     from kalm.eval import EvalResult
@@ -23,8 +25,8 @@ if typing.TYPE_CHECKING:
 # %% auto #0
 __all__ = ['PAPER_COLUMNS', 'KNOWN_WARNINGS', 'paper_rows', 'paper_tables_csv', 'write_paper_tables', 'paper_tables',
            'markdown_table', 'summary_table', 'task_table', 'plot_task_types', 'plot_matryoshka', 'plot_vs_baselines',
-           'write_report', 'stage_summaries', 'plot_training', 'quiet_known_warnings', 'repo_relative', 'model_card',
-           'run_command']
+           'comparison_table', 'suite_groups', 'write_report', 'stage_summaries', 'plot_training',
+           'quiet_known_warnings', 'repo_relative', 'model_card', 'run_command']
 
 # %% ../nbs/20_reports.ipynb #1cba2ca9
 PAPER_COLUMNS = ("table", "key", "model", "size", "dim", "benchmark", "MTK", "MTY", "Classification", "Clustering",
@@ -253,6 +255,40 @@ def plot_vs_baselines(results: Sequence[EvalResult], paper: str | None = None, a
     ax.figure.tight_layout()
     return ax.figure
 
+# %% ../nbs/20_reports.ipynb #6ea7926c
+def comparison_table(results: Sequence[EvalResult],  # the reference (the final model) first, then the models it is compared with
+                     level: float = 0.95,           # family-wise level of all the intervals together (Bonferroni)
+                     margin: float = 0.5,           # equivalence margin in MTK points
+                     n_boot: int = 1000, seed: int = 0):
+    "The first result against each other one with item records on the same tasks: paired bootstrap intervals of the MTK difference."
+    import pandas as pd
+    from kalm.paired_ci import family_level, mtk_se, paired_difference
+    ref, others = results[0], [r for r in results[1:] if r.items and sorted(r.items) == sorted(results[0].items)]
+    if not ref.items or not others: return None
+    each = family_level(level, len(others))
+    rows = {ref.label or ref.model: dict(MTK=100 * ref.mtk, item_SE=mtk_se(ref.items, n_boot, seed))}
+    for r in others:
+        d = paired_difference(ref.items, r.items, level=each, margin=margin, n_boot=n_boot, seed=seed)
+        rows[r.label or r.model] = dict(MTK=100 * r.mtk, item_SE=mtk_se(r.items, n_boot, seed), delta=d['diff'], lo=d['lo'], hi=d['hi'],
+                                        paired_SE=d['se'], verdict=d['verdict'])
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "model"
+    df.attrs.update(level=level, each_level=each, margin=margin, n_boot=n_boot, reference=ref.label or ref.model)
+    return df
+
+
+def _slug(s: str) -> str: return re.sub(r"[^A-Za-z0-9.]+", "-", s).strip("-")[:80] or "model"
+
+
+def suite_groups(results: Sequence[EvalResult],  # a run's results, suite after suite
+                 names: Sequence[str],            # the suites' names (a preset's eval.tasks), in the same order
+                ) -> list[tuple[str, list]]:
+    "(folder name, results) per suite: results grouped by the tasks they were scored on, in order of first appearance."
+    groups: dict[tuple, list] = {}
+    for r in results: groups.setdefault(tuple(sorted(r.scores)), []).append(r)
+    if len(groups) != len(names): raise ValueError(f"{len(groups)} sets of tasks among the results, {len(names)} suite names {list(names)}")
+    return [(_slug(str(n)), g) for n, g in zip(names, groups.values())]
+
 # %% ../nbs/20_reports.ipynb #91795ef6
 def write_report(
     out: str | os.PathLike,  # report folder
@@ -282,6 +318,14 @@ def write_report(
           "; scores are mteb main scores x100; MTK = mean over tasks, MTY = mean over task types.", *notes, "",
           "## Summary", "", markdown_table(summary_table(results, paper)), "", "![task types](task_types.png)", "",
           "![model vs baselines](baselines.png)", ""]
+    if (cmp := comparison_table(results)) is not None:
+        md += ["## Paired comparisons", "", f"delta = MTK({cmp.attrs['reference']}) − MTK(model), on the same items; [lo, hi]: "
+               f"paired percentile-bootstrap interval over items ({cmp.attrs['n_boot']} replicates), all {len(cmp) - 1} together "
+               f"at {cmp.attrs['level']:.0%} (Bonferroni: each at {cmp.attrs['each_level']:.2%}); item_SE: the standard error of "
+               f"a model's MTK over items; negligible: the interval lies inside ±{cmp.attrs['margin']} MTK (`kalm.paired_ci`).",
+               "", markdown_table(cmp), ""]
+    for r in results:
+        if r.items: files[f"items:{r.label or r.model}"] = save_items(r.items, out / "items" / f"{_slug(r.label or r.model)}.jsonl.gz")
     if matryoshka:
         import pandas as pd
         mt = pd.DataFrame({d: {"MTK": 100 * r.mtk, "MTY": 100 * r.mty, **{t: 100 * s for t, s in r.per_type.items()}}

@@ -13,12 +13,21 @@ def papermill(out_nb: Path, *params: str, timeout: int = 600) -> subprocess.Comp
 
 def test_smoke_run_writes_a_real_report(tmp_path):
     out, work = tmp_path/'report', tmp_path/'work'
-    r = papermill(out/'run_pipeline.ipynb', '-p', 'smoke', 'True', '-p', 'out_dir', str(out), '-p', 'work_dir', str(work))
+    r = papermill(out/'run_pipeline.ipynb', '-p', 'smoke', 'True', '-p', 'out_dir', str(out), '-p', 'work_dir', str(work),
+                  '-y', 'overrides: {eval.tasks: [mini, transfer]}')   # both shipped suites: one report each
     assert r.returncode == 0, r.stderr[-3000:]
     for f in ('run_pipeline.ipynb', 'run_pipeline.html', 'data_report.json', 'data_mixture.png', 'training_curves.png', 'soup_scores.png',
-              'results.md', 'results.json', 'task_types.png', 'baselines.png', 'metrics.json', 'MODEL_CARD.md', 'preset.yaml'):
+              'results.md', 'results.json', 'task_types.png', 'baselines.png', 'metrics.json', 'MODEL_CARD.md', 'preset.yaml',
+              'transfer/results.md', 'transfer/results.json'):
         assert (out/f).is_file() and (out/f).stat().st_size > 0, f
+    for rep in (out, out/'transfer'):  # paired intervals of the final model against every other row, and the items they came from
+        assert '## Paired comparisons' in (rep/'results.md').read_text()
+        assert len(list((rep/'items').glob('*.jsonl.gz'))) == len(json.loads((rep/'results.json').read_text())['results'])
+    assert 'Debian' in (out/'transfer'/'results.md').read_text() or 'Fortune' in (out/'transfer'/'results.md').read_text()
     m = json.loads((out/'metrics.json').read_text())
+    transfer = {p.name for p in (ROOT/'data_cards'/'transfer').iterdir() if (p/'task.yaml').is_file()}
+    assert {len(e['scores']) for e in m['eval']} == {8, len(transfer)} and any(set(e['scores']) == transfer for e in m['eval'])
+    m['eval'] = [e for e in m['eval'] if len(e['scores']) == 8]   # the mini suite's rows: checked below
     assert m['smoke'] is True and m['final'] == 'soup-greedy'
     assert set(m['stages']) >= {'pretrain', 'finetune-1', 'finetune-2', 'distill'}
     assert all(s['steps'] == 2 for s in m['stages'].values())
