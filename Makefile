@@ -122,7 +122,7 @@ base-model: setup
 # training runs fit in about 70 minutes on 2 idle cores (measured: 13.0-13.5 min of training and mining per seed, in
 # reports/ablations/ablations.md's notes, plus about 3 min of evaluation per seed, 15 models at ~12 s);
 # 512 held-out rows let the soups decide (recall@1 in steps of 0.002)
-ABLATION_OVERRIDES ?= {recipe.pretrain.steps: 400, recipe.pretrain.rows: 25600, recipe.ingredients: [{seed: 1}, {seed: 2}], recipe.finetune.steps: 60, recipe.distill.steps: 40, recipe.holdout_rows: 512, eval.limit: 300}
+ABLATION_OVERRIDES ?= {recipe.pretrain.steps: 400, recipe.pretrain.rows: 25600, recipe.ingredients: [{seed: 1}, {seed: 2}], recipe.finetune.steps: 60, recipe.distill.steps: 40, recipe.holdout_rows: 512, eval.tasks: mini, eval.limit: 300}
 ABLATIONS_mini = {overrides: $(ABLATION_OVERRIDES)}
 # `make ablations PRESET=gemma3`: the rows whose answer needs a pretrained decoder (w/o focal, w/o mixing, w/o bidirectional:
 # the causal variant has its own pre-training, mining and fine-tuning) on Gemma 3 270M, 3 seeds, into reports/ablations/gemma3.
