@@ -159,13 +159,19 @@ def prediction_dir(out: str | Path | None,     # the run folder (None: a new tem
     return Path(out) / 'predictions' / model.replace('/', '__') / str(revision) / (experiment or 'default')
 
 
+def _readable(f: Path) -> bool:
+    try: json.loads(f.read_text(encoding='utf-8')); return True
+    except (OSError, ValueError): return False
+
+
 def drop_unpredicted(cache, meta, tasks, folder: Path) -> list[str]:
-    "Delete cached results of local tasks that have no predictions in `folder`: mteb then evaluates them again."
+    "Delete cached results of local tasks without readable predictions in `folder` (and unreadable predictions): mteb evaluates them again."
     from kalm.mteb_tasks import LocalTask
     dropped = []
     for t in tasks:
-        f = cache.get_task_result_path(t.metadata.name, meta)
-        if isinstance(t, LocalTask) and f.is_file() and not (Path(folder) / t.prediction_file_name).is_file():
+        f, pf = cache.get_task_result_path(t.metadata.name, meta), Path(folder) / t.prediction_file_name
+        if pf.is_file() and not _readable(pf): pf.unlink()   # a write cut short when a process died: mteb would fail to extend it
+        if isinstance(t, LocalTask) and f.is_file() and not pf.is_file():
             f.unlink(); dropped.append(t.metadata.name)
     return dropped
 
