@@ -19,9 +19,9 @@ import numpy as np
 from .core import KalmError, read_jsonl, write_jsonl
 
 # %% auto #0
-__all__ = ['average_precision', 'weighted_f1', 'v_measure', 'TaskItems', 'ItemScoreError', 'task_items', 'check_items',
-           'prediction_dir', 'drop_unpredicted', 'collect_items', 'save_items', 'load_items', 'mtk', 'bootstrap_mtk',
-           'verdict', 'family_level', 'paired_difference', 'mtk_se']
+__all__ = ['ITEM_METRICS', 'average_precision', 'weighted_f1', 'v_measure', 'TaskItems', 'ItemScoreError', 'task_items',
+           'check_items', 'prediction_dir', 'drop_unpredicted', 'collect_items', 'save_items', 'load_items', 'mtk',
+           'bootstrap_mtk', 'verdict', 'family_level', 'paired_difference', 'mtk_se']
 
 # %% ../nbs/19c_paired_ci.ipynb #6b275011
 def average_precision(y: np.ndarray, s: np.ndarray) -> float:
@@ -102,6 +102,8 @@ _PYTREC = {'ndcg_at_10': ('ndcg_cut.10', 'ndcg_cut_10'), 'map_at_1000': ('map_cu
            'map_at_10': ('map_cut.10', 'map_cut_10'), 'ndcg_at_100': ('ndcg_cut.100', 'ndcg_cut_100'),
            'recall_at_10': ('recall.10', 'recall_10'), 'recall_at_100': ('recall.100', 'recall_100')}
 _PAIR_SIMS = {'cosine_scores': 1, 'similarity_scores': 1, 'dot_scores': 1, 'euclidean_distances': -1, 'manhattan_distances': -1}
+ITEM_METRICS = {'Retrieval': set(_PYTREC), 'Reranking': set(_PYTREC), 'Classification': {'accuracy'}, 'STS': {'cosine_spearman'},
+                'PairClassification': {'max_ap'}, 'BitextMining': {'f1'}, 'Clustering': {'v_measure'}}  # main scores `TaskItems` recomputes
 
 
 class ItemScoreError(KalmError, ValueError):
@@ -179,9 +181,10 @@ def drop_unpredicted(cache, meta, tasks, folder: Path) -> list[str]:
 def collect_items(tasks, scores: Mapping[str, float], folder: Path, keep: bool = True) -> dict[str, TaskItems]:
     "`TaskItems` of every local task from the predictions in `folder`, checked against mteb's `scores` (`keep=False`: then delete `folder`)."
     from kalm.mteb_tasks import LocalTask
+    ok = lambda t: isinstance(t, LocalTask) and t.metadata.name in scores and t.metadata.main_score in ITEM_METRICS.get(t.metadata.type, ())
     try:
         items = {t.metadata.name: task_items(t, json.loads((Path(folder) / t.prediction_file_name).read_text(encoding='utf-8')))
-                 for t in tasks if isinstance(t, LocalTask) and t.metadata.name in scores}
+                 for t in tasks if ok(t)}
     finally:
         if not keep: shutil.rmtree(folder, ignore_errors=True)
     check_items(items, scores)

@@ -264,7 +264,7 @@ def comparison_table(results: Sequence[EvalResult],  # the reference (the final 
     import pandas as pd
     from kalm.paired_ci import family_level, mtk_se, paired_difference
     ref, others = results[0], [r for r in results[1:] if r.items and sorted(r.items) == sorted(results[0].items)]
-    if not ref.items or not others: return None
+    if sorted(ref.items) != sorted(ref.scores) or not others: return None   # item records of every task, or no comparison
     each = family_level(level, len(others))
     rows = {ref.label or ref.model: dict(MTK=100 * ref.mtk, item_SE=mtk_se(ref.items, n_boot, seed))}
     for r in others:
