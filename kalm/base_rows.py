@@ -18,7 +18,8 @@ from .embedder import KaLMEmbedder
 from .instructions import format_query, resolve_instruction
 
 # %% auto #0
-__all__ = ['ZERO_SHOT_ROWS', 'cpu_precision', 'zero_shot_rows', 'recipe_pairs', 'st_baseline']
+__all__ = ['ZERO_SHOT_ROWS', 'STRING_RULE_NAME', 'cpu_precision', 'zero_shot_rows', 'lexical_vectors', 'lexical_encoder',
+           'baseline_rows', 'recipe_pairs', 'st_baseline']
 
 # %% ../nbs/19b_base_rows.ipynb #6ffc0d77
 ZERO_SHOT_ROWS: dict[str, dict] = {
@@ -56,6 +57,44 @@ def zero_shot_rows(base: str | Path,  # the untrained base: a folder, a base mod
         results.append(r)
         say(f"{r.label:<40} MTK {100 * r.mtk:6.2f}  MTY {100 * r.mty:6.2f}")
         del emb
+    return results
+
+# %% ../nbs/19b_base_rows.ipynb #fb21fce1
+STRING_RULE_NAME = "kalm/string-rule-char-ngrams"
+
+
+def lexical_vectors(texts: list[str], n_features: int = 4096, ngram_range: tuple = (2, 4)) -> "np.ndarray":
+    "Hashed character n-gram counts of each text (within word boundaries), L2-normalised: cosine = lexical overlap."
+    import numpy as np
+    from sklearn.feature_extraction.text import HashingVectorizer
+    hv = HashingVectorizer(analyzer="char_wb", ngram_range=tuple(ngram_range), n_features=n_features, alternate_sign=False, norm="l2")
+    v = hv.transform(list(texts)).toarray().astype(np.float32)
+    v[~v.any(axis=1), 0] = 1.0  # a text without n-grams ("", one character): one fixed bucket, not a zero vector
+    return v
+
+
+def lexical_encoder(n_features: int = 4096):
+    "The string-rule row as an mteb encoder: `lexical_vectors`, no instructions, a revision naming its settings."
+    from functools import partial
+    from kalm.eval import KaLMEncoder
+    return KaLMEncoder(partial(lexical_vectors, n_features=n_features), name=STRING_RULE_NAME, revision=f"char-wb-2-4-h{n_features}",
+                       use_instructions=False, embed_dim=n_features, label="string rule: character n-gram overlap (no training)")
+
+
+def baseline_rows(final: str | Path,  # the run's final model (folder): its random-init twin is a baseline
+                  tasks, out: str | Path,  # as for `kalm.eval.evaluate`
+                  which: bool | list[str] = True,  # True: all; or names from 'random-init twin', 'all-MiniLM-L6-v2', 'string rule'
+                  as_in_paper: bool = True, say=print) -> list:
+    "mteb scores (`EvalResult`) of the baselines a report sets beside a run's models."
+    from kalm.eval import evaluate, mini_baselines
+    want = lambda n: which is True or (which is not False and n in which)
+    encs = mini_baselines(KaLMEmbedder.load(final, device="cpu")) if want("random-init twin") or want("all-MiniLM-L6-v2") else {}
+    encs["string rule"] = lexical_encoder()
+    results = []
+    for name, enc in encs.items():
+        if want(name):
+            results.append(evaluate(enc, tasks, out, as_in_paper=as_in_paper))
+            say(f"{name:<16} MTK {100 * results[-1].mtk:6.2f}  MTY {100 * results[-1].mty:6.2f}")
     return results
 
 # %% ../nbs/19b_base_rows.ipynb #778883e9

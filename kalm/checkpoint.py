@@ -26,7 +26,7 @@ from .pooling import MATRYOSHKA_DIMS
 
 # %% auto #0
 __all__ = ['HUB_ID', 'hub_snapshot', 'embedder_from_preset', 'load_embedder', 'CausalityUnknownError', 'stated_causality',
-           'save_embedder', 'read_lineage', 'save_model']
+           'save_embedder', 'read_lineage', 'save_model', 'weights_key']
 
 # %% ../nbs/10_checkpoint.ipynb #abf4b69f
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # what a hub repository id looks like: owner/name
@@ -282,3 +282,13 @@ def save_model(emb: KaLMEmbedder,  # the model
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+# %% ../nbs/10_checkpoint.ipynb #1fa576b9
+def weights_key(folder: str | Path) -> str:
+    "`kalm.core.weights_hash` of every tensor in a model folder's safetensors files: equal for folders with the same weights."
+    from safetensors.torch import load_file
+    from kalm.core import weights_hash
+    fs = sorted(Path(folder).rglob("*.safetensors"))
+    if not fs:
+        raise KaLMLoadError(f"no *.safetensors file in {folder}: not a saved model folder")
+    return weights_hash({f"{f.relative_to(folder).as_posix()}:{k}": t for f in fs for k, t in load_file(f).items()})

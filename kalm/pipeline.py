@@ -35,7 +35,7 @@ class EvalConfig(Config):
     "How a run's models are evaluated."
     tasks: str | list[str] = 'mini'     # `mini`, `transfer` (the shipped suites), a suite / task folder, or mteb benchmark names; one report each
     limit: int | None = None            # items per local task (seeded subsample; None: all)
-    baselines: bool | list[str] = True  # add the random-init twin and all-MiniLM-L6-v2 (true), or only those named: [random-init twin, all-MiniLM-L6-v2]
+    baselines: bool | list[str] = True  # the random-init twin, all-MiniLM-L6-v2 and the string rule (true), or only those named
     dims: list[int] | None = None       # Matryoshka dims of an extra curve (None: none)
     batch_size: int = 32                # texts per forward
     max_length: int = 512               # truncation in tokens
@@ -48,8 +48,8 @@ class EvalConfig(Config):
         self._check_types()
         if self.limit is not None and self.limit < 1: self._bad('limit', "must be null or an integer >= 1")
         if self.precision not in ('fp32', 'bf16'): self._bad('precision', "must be fp32 or bf16")
-        if isinstance(self.baselines, list) and set(self.baselines) - {'random-init twin', 'all-MiniLM-L6-v2'}:
-            self._bad('baselines', "must be true, false or a list of: random-init twin, all-MiniLM-L6-v2")
+        if isinstance(self.baselines, list) and set(self.baselines) - {'random-init twin', 'all-MiniLM-L6-v2', 'string rule'}:
+            self._bad('baselines', "must be true, false or a list of: random-init twin, all-MiniLM-L6-v2, string rule")
         extra = set(self.st_baseline or {}) - {'max_steps', 'batch_size', 'max_length', 'lr', 'seed'}
         if extra: self._bad('st_baseline', f"unknown setting {sorted(extra)[0]!r} (max_steps, batch_size, max_length, lr, seed)")
         if self.batch_size < 1 or self.max_length < 1: self._bad('batch_size' if self.batch_size < 1 else 'max_length', "must be >= 1")
@@ -279,7 +279,7 @@ def format_plan(pl: dict) -> str:
         out.append(f"  basis: {s['basis']}")
     ev = pl['eval']
     out += ['', f"evaluation: {', '.join(map(str, ev['tasks']))}" + (f", {ev['limit']} items per task" if ev.get('limit') else '')
-            + (", with baselines (random-init twin, all-MiniLM-L6-v2)" if ev.get('baselines') else '')]
+            + (", with baselines (random-init twin, all-MiniLM-L6-v2, string rule)" if ev.get('baselines') else '')]
     for b, names in (ev.get('task_names') or {}).items():
         out.append(f"  {b}: {len(names)} tasks" + (" (as in the paper)" if ev.get('as_in_paper') and 'cmn' in b else '') + f": {', '.join(names)}")
     if pl['choices']:
@@ -462,10 +462,10 @@ def run_models(p: Preset, soup_report: dict, work: str | Path) -> dict[str, Path
 
 def evaluate_run(p: Preset, soup_report: dict, work: str | Path, say=print) -> list:
     "mteb scores (`EvalResult`) of every model of the run, of the baselines, and (if asked) of the start model untrained and fine-tuned plainly."
-    from kalm.base_rows import cpu_precision, recipe_pairs, st_baseline, zero_shot_rows
-    from kalm.eval import evaluate, mini_baselines
+    from kalm.base_rows import baseline_rows, cpu_precision, recipe_pairs, st_baseline, zero_shot_rows
+    from kalm.checkpoint import weights_key
+    from kalm.eval import evaluate
     from kalm.mteb_tasks import subsample_suite
-    from kalm.embedder import KaLMEmbedder
     from kalm.reports import stage_summaries
     work, ev, results = Path(work), p.eval, []
     models, best = run_models(p, soup_report, work), best_ingredient(soup_report)
@@ -478,18 +478,20 @@ def evaluate_run(p: Preset, soup_report: dict, work: str | Path, say=print) -> l
         rep = st_baseline(p.model, recipe_pairs(p.recipe_config(), work/'recipe'), work/'st-baseline', budget_s=secs, precision=ev.precision, **ev.st_baseline)
         say(f"sentence-transformers baseline: {rep['steps']} steps in {rep['seconds']} s (budget {round(secs)} s)")
         models['st-baseline'] = work/'st-baseline'
+    keys = {k: weights_key(d) for k, d in models.items()}
     for src in tasks:
+        first = {}  # weights key -> the model of the run scored with them
         with cpu_precision(ev.precision):
             for k, path in models.items():
                 tag = ' (final)' if k == p.final else (' (best single fine-tune)' if k == best else '')
                 if k == 'st-baseline': tag = ' (sentence-transformers MNRL, same rows and training time)'
-                results.append(evaluate(str(path), src, work/'eval', label=f"{k}{tag}", name=f"kalm/{p.name}-{k}", **kw))
+                if (j := first.setdefault(keys[k], len(results))) < len(results):  # the same weights as a model scored above
+                    results.append(replace(results[j], label=f"{k}{tag} (same weights as {results[j].label}: scored once)", model=f"kalm/{p.name}-{k}"))
+                else:
+                    results.append(evaluate(str(path), src, work/'eval', label=f"{k}{tag}", name=f"kalm/{p.name}-{k}", **kw))
                 say(f"{k:<16} MTK {100*results[-1].mtk:6.2f}  MTY {100*results[-1].mty:6.2f}")
             if ev.baselines:
-                for name, enc in mini_baselines(KaLMEmbedder.load(models[p.final], device='cpu')).items():
-                    if ev.baselines is not True and name not in ev.baselines: continue
-                    results.append(evaluate(enc, src, work/'eval', as_in_paper=ev.as_in_paper))
-                    say(f"{name:<16} MTK {100*results[-1].mtk:6.2f}  MTY {100*results[-1].mty:6.2f}")
+                results += baseline_rows(models[p.final], src, work/'eval', ev.baselines, ev.as_in_paper, say)
         if ev.zero_shot:  # the untrained start model as causal + last token, causal + mean, bidirectional + mean
             results += zero_shot_rows(p.model, src, work/'eval', name=p.name, batch_size=ev.batch_size, max_length=ev.max_length,
                                       precision=ev.precision, say=say)

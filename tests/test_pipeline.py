@@ -32,7 +32,7 @@ def test_smoke_run_writes_a_real_report(tmp_path):
     assert set(m['stages']) >= {'pretrain', 'finetune-1', 'finetune-2', 'distill'}
     assert all(s['steps'] == 2 for s in m['stages'].values())
     labels = [e['label'] for e in m['eval']]
-    assert any('all-MiniLM-L6-v2' in l for l in labels) and any('random-init' in l for l in labels)
+    assert any('all-MiniLM-L6-v2' in l for l in labels) and any('random-init' in l for l in labels) and any(l.startswith('string rule') for l in labels)
     for e in m['eval']:  # real mteb scores on all 8 tasks, in range, not all equal
         assert len(e['scores']) == 8 and all(0 <= v <= 1 for v in e['scores'].values()), e
     mtk = {e['label']: e['aggregate']['MTK'] for e in m['eval']}
