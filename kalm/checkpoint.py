@@ -285,10 +285,12 @@ def save_model(emb: KaLMEmbedder,  # the model
 
 # %% ../nbs/10_checkpoint.ipynb #1fa576b9
 def weights_key(folder: str | Path) -> str:
-    "`kalm.core.weights_hash` of every tensor in a model folder's safetensors files: equal for folders with the same weights."
+    "`kalm.core.weights_hash` of every tensor in a model folder's safetensors files and of its `kalm_config.json`: equal for the same model."
     from safetensors.torch import load_file
     from kalm.core import weights_hash
     fs = sorted(Path(folder).rglob("*.safetensors"))
     if not fs:
         raise KaLMLoadError(f"no *.safetensors file in {folder}: not a saved model folder")
-    return weights_hash({f"{f.relative_to(folder).as_posix()}:{k}": t for f in fs for k, t in load_file(f).items()})
+    cfg = Path(folder) / "kalm_config.json"  # the embedding settings (pooling, causal, ...): the same weights read another way differ
+    return weights_hash({f"{f.relative_to(folder).as_posix()}:{k}": t for f in fs for k, t in load_file(f).items()},
+                        extra=cfg.read_text() if cfg.is_file() else "")
