@@ -22,8 +22,8 @@ from .trainer import train_stage
 
 # %% auto #0
 __all__ = ['ABLATION_ROWS', 'seed_preset', 'finetune_variant', 'causal_variant', 'filter_variant', 'labeling_variant',
-           'distill_controls', 'ablation_rows', 'run_seed', 'paired_stats', 'bootstrap_ci', 'verdict', 'ablation_table',
-           'plot_ablations', 'ablation_notes']
+           'distill_controls', 'ablation_rows', 'run_seed', 'paired_stats', 'bootstrap_ci', 'verdict', 'items_interval',
+           'ablation_table', 'plot_ablations', 'ablation_notes']
 
 # %% ../nbs/24_ablations.ipynb #39675e0e
 ABLATION_ROWS = [  # (row, variant, reference, paper Δ cmn, paper Δ eng, metric)
@@ -153,9 +153,31 @@ def _deltas(S, var, ref, cols):
     return (S[S.model == var].set_index('seed')[cols] - S[S.model == ref].set_index('seed')[cols]).dropna()
 
 
-def ablation_table(S: 'pd.DataFrame', rows=ABLATION_ROWS, task_scores: 'pd.DataFrame | None' = None) -> tuple['pd.DataFrame', 'pd.DataFrame', 'pd.DataFrame']:
+def _items_columns(d: dict | None) -> dict:
+    "The table's columns for one row's items-and-seeds interval (`items_interval`)."
+    if d is None: return {'ΔMTK family CI (items × seeds)': '–', 'verdict (items × seeds)': '–'}
+    return {'ΔMTK family CI (items × seeds)': f"[{d['lo']:+.2f}, {d['hi']:+.2f}]", 'verdict (items × seeds)': d['verdict']}
+
+
+def items_interval(items: dict,        # (seed, model) -> {task: `kalm.paired_ci.TaskItems`}
+                   var: str, ref: str,  # the variant and its control
+                   level: float = 0.95, # the level of this interval (several rows: `kalm.paired_ci.family_level`)
+                  ) -> dict | None:
+    "ΔMTK (var − ref) with its paired bootstrap interval over items and seeds (`paired_difference`); None unless every seed has both records."
+    from kalm.paired_ci import paired_difference
+    seeds = sorted({s for s, m in items if m in (var, ref)})
+    a, b = [items.get((s, var)) for s in seeds], [items.get((s, ref)) for s in seeds]
+    return paired_difference(a, b, level=level) if seeds and all(a) and all(b) else None
+
+
+def ablation_table(S: 'pd.DataFrame', rows=ABLATION_ROWS, task_scores: 'pd.DataFrame | None' = None,
+                   items: dict | None = None,  # (seed, model) -> item records (`EvalResult.items`): adds the items-and-seeds interval
+                  ) -> tuple['pd.DataFrame', 'pd.DataFrame', 'pd.DataFrame']:
     "(table with paired statistics and verdicts, Δ per task type, Δ per seed) from scores per seed and model (MTK, MTY, per type)."
     import pandas as pd
+    from kalm.paired_ci import family_level
+    present = [r for r in rows if r[1] in S['model'].values and r[2] in S['model'].values]
+    each = family_level(0.95, len(present))  # the rows' intervals hold together at 95% (Bonferroni)
     cols = [c for c in S.columns if c not in ('seed', 'model')]
     table, per_type, per_seed = [], [], {}
     for row, var, ref, pc, pe, metric in rows:
@@ -169,7 +191,8 @@ def ablation_table(S: 'pd.DataFrame', rows=ABLATION_ROWS, task_scores: 'pd.DataF
                       'p': f"{st['p']:.3f}", 'MDE (80% power)': f"{st['mde']:.2f}",
                       '95% CI (bootstrap, tasks)': '–' if not np.isfinite(boot[0]) else f"[{boot[0]:+.2f}, {boot[1]:+.2f}]",
                       'ΔMTK': f"{d.MTK.mean():+.2f}", 'seeds': st['n'], 'paper Δ cmn': '–' if pc is None else f"{pc:+.2f}",
-                      'paper Δ eng': '–' if pe is None else f"{pe:+.2f}", 'verdict': verdict(st, pc)})
+                      'paper Δ eng': '–' if pe is None else f"{pe:+.2f}", 'verdict': verdict(st, pc),
+                      **({} if items is None else _items_columns(items_interval(items, var, ref, level=each)))})
         per_type.append(pd.Series({c: d[c].mean() for c in cols}, name=row))
         per_seed[row] = d[metric]
     return pd.DataFrame(table).set_index('row'), pd.DataFrame(per_type).round(2), pd.DataFrame(per_seed).T.round(2)
