@@ -25,7 +25,7 @@ if typing.TYPE_CHECKING:
 # %% auto #0
 __all__ = ['PAPER_COLUMNS', 'KNOWN_WARNINGS', 'paper_rows', 'paper_tables_csv', 'write_paper_tables', 'paper_tables',
            'markdown_table', 'summary_table', 'task_table', 'plot_task_types', 'plot_matryoshka', 'plot_vs_baselines',
-           'comparison_table', 'suite_groups', 'write_report', 'stage_summaries', 'plot_training',
+           'comparison_table', 'precision_note', 'suite_groups', 'write_report', 'stage_summaries', 'plot_training',
            'quiet_known_warnings', 'repo_relative', 'model_card', 'run_command']
 
 # %% ../nbs/20_reports.ipynb #1cba2ca9
@@ -277,6 +277,19 @@ def comparison_table(results: Sequence[EvalResult],  # the reference (the final 
     return df
 
 
+
+def precision_note(cmp,                      # a `comparison_table`
+                   target: float = 0.3,      # the paired standard error the evaluation aims for, MTK points
+                  ) -> str:
+    "One line: how many comparisons reach the paired standard error `target`, which do not, and about how many more items they need."
+    se = cmp["paired_SE"].dropna()
+    se = se[se > 0]                          # a model with the reference's own weights has no error
+    over = se[se > target].sort_values(ascending=False)
+    line = f"Precision: paired_SE ≤ {target} MTK (the evaluation's target) for {len(se) - len(over)} of {len(se)} comparisons"
+    if over.empty: return line + "."
+    return (line + "; above it: " + ", ".join(f"{k} {v:.2f}" for k, v in over.items()) + f". The standard error falls about as "
+            f"1/√items: these would need about {(over.iloc[0] / target) ** 2:.0f}× the items per task.")
+
 def _slug(s: str) -> str: return re.sub(r"[^A-Za-z0-9.]+", "-", s).strip("-")[:80] or "model"
 
 
@@ -323,7 +336,7 @@ def write_report(
                f"paired percentile-bootstrap interval over items ({cmp.attrs['n_boot']} replicates), all {len(cmp) - 1} together "
                f"at {cmp.attrs['level']:.0%} (Bonferroni: each at {cmp.attrs['each_level']:.2%}); item_SE: the standard error of "
                f"a model's MTK over items; negligible: the interval lies inside ±{cmp.attrs['margin']} MTK (`kalm.paired_ci`).",
-               "", markdown_table(cmp), ""]
+               "", markdown_table(cmp), "", precision_note(cmp), ""]
     for r in results:
         if r.items: files[f"items:{r.label or r.model}"] = save_items(r.items, out / "items" / f"{_slug(r.label or r.model)}.jsonl.gz")
     if matryoshka:
