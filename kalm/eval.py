@@ -331,9 +331,12 @@ def evaluate(
         task = by_name[tr.task_name]
         scores[tr.task_name] = _task_score(tr, task)
         types[tr.task_name], metrics[tr.task_name] = task.metadata.type, task.metadata.main_score
-    used: dict[str, dict] = {}
+    used: dict[str, dict] = {}  # the instructions as encoded; a task scored from the cache gets the ones its sides would
     for (task, side), ins in sorted(enc.log.items()):
         used.setdefault(task, {})[side] = ins
+    for t in (t for t in task_list if t.metadata.name not in used):
+        sides = (PromptType.query, PromptType.document) if t.metadata.type in ("Retrieval", "Reranking") else (None,)
+        used[t.metadata.name] = {(s.value if s else "none"): enc.instruction_for(t.metadata, s) for s in sides}
     items = collect_items(task_list, scores, preds, keep=out is not None)
     return EvalResult(model=meta.name, revision=meta.revision, scores=scores, types=types, metrics=metrics,
                       label=enc.label, experiment=dict(meta.experiment_kwargs or {}), instructions=used,

@@ -455,8 +455,9 @@ def model_dir(work: str | Path, name: str) -> Path:
 
 
 def run_models(p: Preset, soup_report: dict, work: str | Path) -> dict[str, Path]:
-    "name -> folder of every model a run evaluates, the final one first."
-    names = [p.final, 'pretrain', best_ingredient(soup_report), *soup_report['soups'], *(['distill'] if 'distill' in soup_report else [])]
+    "name -> folder of every model a run evaluates, the final one first, in the same order whether the run was made or resumed."
+    soups = [f'soup-{m}' for m in p.recipe.soups if f'soup-{m}' in soup_report['soups']]  # the preset's order, made or resumed
+    names = [p.final, 'pretrain', best_ingredient(soup_report), *soups, *(['distill'] if 'distill' in soup_report else [])]
     return {n: model_dir(work, n) for n in dict.fromkeys(names)}
 
 
