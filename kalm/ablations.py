@@ -44,10 +44,9 @@ ABLATION_ROWS = [  # (row, variant, reference, paper Δ cmn, paper Δ eng, metri
 
 # %% ../nbs/24_ablations.ipynb #f84abfb6
 def seed_preset(preset: str | Path, s: int, overrides: dict | None = None) -> Preset:
-    "The preset of seed `s`: the recipe, pre-training and mining seeded by `s`, the ingredients by 100·s + i."
-    n = len(load_preset(preset, overrides).recipe.ingredients)
-    return load_preset(preset, {**(overrides or {}), 'recipe.seed': s, 'recipe.pretrain.model_seed': s, 'recipe.pretrain.seed': s,
-                                'recipe.ingredients': [{'seed': 100*s + i} for i in range(1, n + 1)], 'recipe.mine.seed': s})
+    "The preset of seed `s`, by the recipe's one seed rule (`RecipeConfig.seed_overrides`: the ingredients by 100·s + their seed)."
+    rc = load_preset(preset, overrides).recipe
+    return load_preset(preset, {**(overrides or {}), **{f'recipe.{k}': v for k, v in rc.seed_overrides(s).items()}})
 
 
 def finetune_variant(p: Preset, run: Path, name: str, loss: dict | None = None, model=None, data=None) -> Path:

@@ -18,8 +18,8 @@ from .embedder import KaLMEmbedder
 from .instructions import format_query, resolve_instruction
 
 # %% auto #0
-__all__ = ['ZERO_SHOT_ROWS', 'STRING_RULE_NAME', 'cpu_precision', 'zero_shot_rows', 'lexical_vectors', 'lexical_encoder',
-           'baseline_rows', 'recipe_pairs', 'st_baseline']
+__all__ = ['ZERO_SHOT_ROWS', 'STRING_RULE_NAME', 'ST_BUDGETS', 'cpu_precision', 'zero_shot_rows', 'lexical_vectors',
+           'lexical_encoder', 'baseline_rows', 'recipe_pairs', 'st_baseline', 'st_budget']
 
 # %% ../nbs/19b_base_rows.ipynb #6ffc0d77
 ZERO_SHOT_ROWS: dict[str, dict] = {
@@ -136,8 +136,10 @@ def st_baseline(base: str | Path,  # the untrained base (folder, base model name
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments, losses
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
     out = Path(out)
-    if (out / "st_baseline.json").is_file() and (out / "modules.json").is_file():
-        return json.loads((out / "st_baseline.json").read_text())
+    want = dict(max_steps=max_steps, batch_size=batch_size, max_length=max_length, lr=lr, seed=seed, precision=precision, rows=len(pairs))
+    if (out / "st_baseline.json").is_file() and (out / "modules.json").is_file():  # done: reused if made with these settings
+        old = json.loads((out / "st_baseline.json").read_text())
+        if all(old.get(k) == v for k, v in want.items()): return old
     cpu_precision(precision)  # validates it
     start = KaLMEmbedder.load(base, causal=False, device="cpu").save(out.with_name(out.name + ".start"), overwrite=True)
     model = SentenceTransformer(str(start), device="cpu")
@@ -160,3 +162,24 @@ def st_baseline(base: str | Path,  # the untrained base (folder, base model name
                   loss="MultipleNegativesRankingLoss", trainer="SentenceTransformerTrainer")
     write_json(out / "st_baseline.json", report)
     return report
+
+# %% ../nbs/19b_base_rows.ipynb #142faf91
+ST_BUDGETS = ("pairs", "seconds")
+
+
+def st_budget(cfg,                            # the recipe (`kalm.recipe.RecipeConfig`)
+              st: dict,                       # the preset's `eval.st_baseline`: `budget` (pairs | seconds) and `st_baseline` arguments
+              run: str | Path | None = None,  # the recipe's run folder (`budget: seconds` reads its stages' seconds)
+             ) -> tuple[dict, str]:
+    "(`st_baseline` keyword arguments, a note naming the budget): the recipe's pairs seen, or its training seconds."
+    st = dict(st)
+    how = st.pop("budget", "seconds")
+    if how not in ST_BUDGETS: raise KalmError(f"st_baseline.budget: {how!r} is not one of {', '.join(ST_BUDGETS)}")
+    if how == "seconds":
+        from kalm.reports import stage_summaries
+        secs = sum(s["seconds"] or 0 for k, s in stage_summaries(Path(run)).items() if k in ("pretrain", "distill") or k.startswith("finetune-"))
+        return dict(st, budget_s=secs), f"the recipe's {round(secs):,} training seconds"
+    stages = [cfg.pretrain, *(cfg.ingredient(i) for i in range(1, len(cfg.ingredients) + 1)), *([cfg.distill] if cfg.distill else [])]
+    if any(s.steps is None for s in stages): raise KalmError("st_baseline.budget: pairs needs `steps` set in every training stage of the recipe")
+    n = sum(s.steps * s.batch_size for s in stages)
+    return dict(st, max_steps=-(-n // st.get("batch_size", 32)), budget_s=None), f"the recipe's {n:,} pairs seen"

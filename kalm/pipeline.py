@@ -18,7 +18,7 @@ from .core import Config, ConfigError, HubUnavailableError, hub_reachable, repo_
 from .provenance import code_version
 from .data_cards import cards_dir, load_cards, load_stage
 from .model_presets import MODEL_PRESETS
-from .recipe import RecipeConfig
+from .recipe import RecipeConfig, stages_cards
 from .reports import repo_relative
 from .stage import SHIPPED_CARD_SETS, StageRows, batch_plan, plan_sizes, stage_cards
 
@@ -42,7 +42,7 @@ class EvalConfig(Config):
     as_in_paper: bool = True            # MTEB(cmn, v1) with the paper's 35 tasks (mteb's benchmark has 31)
     precision: str = 'fp32'             # fp32 | bf16: CPU bf16 autocast while encoding (kalm.base_rows.cpu_precision)
     zero_shot: bool = False             # also score the untrained start model: causal + last token, causal + mean, bidirectional + mean
-    st_baseline: dict[str, Any] | None = None  # also a plain sentence-transformers fine-tune of the start model on the run's rows and training time (kalm.base_rows.st_baseline arguments)
+    st_baseline: dict[str, Any] | None = None  # also a plain sentence-transformers fine-tune of the start model on the run's rows, with its budget: pairs | seconds (kalm.base_rows.st_budget, st_baseline arguments)
 
     def __post_init__(self):
         self._check_types()
@@ -50,8 +50,9 @@ class EvalConfig(Config):
         if self.precision not in ('fp32', 'bf16'): self._bad('precision', "must be fp32 or bf16")
         if isinstance(self.baselines, list) and set(self.baselines) - {'random-init twin', 'all-MiniLM-L6-v2', 'string rule'}:
             self._bad('baselines', "must be true, false or a list of: random-init twin, all-MiniLM-L6-v2, string rule")
-        extra = set(self.st_baseline or {}) - {'max_steps', 'batch_size', 'max_length', 'lr', 'seed'}
-        if extra: self._bad('st_baseline', f"unknown setting {sorted(extra)[0]!r} (max_steps, batch_size, max_length, lr, seed)")
+        extra = set(self.st_baseline or {}) - {'budget', 'max_steps', 'batch_size', 'max_length', 'lr', 'seed'}
+        if extra or (self.st_baseline or {}).get('budget', 'seconds') not in ('pairs', 'seconds'):
+            self._bad('st_baseline', f"unknown setting {sorted(extra)[0]!r} (budget, max_steps, batch_size, max_length, lr, seed)" if extra else "budget must be pairs or seconds")
         if self.batch_size < 1 or self.max_length < 1: self._bad('batch_size' if self.batch_size < 1 else 'max_length', "must be >= 1")
 
 
@@ -388,12 +389,13 @@ def run_overrides(preset: str | Path,  # the preset the run starts from (a name 
     if not isinstance(smoke, bool): raise bad('smoke', f"must be True or False, got {smoke!r}")
     if isinstance(overrides, str): overrides = yaml.safe_load(overrides) or {}
     if not isinstance(overrides or {}, dict): raise bad('overrides', f"must be a mapping of dotted preset fields, got {overrides!r}")
-    ov = {'recipe.seed': seed, 'recipe.pretrain.seed': seed} if seed else {}  # the data mixture and the pre-training draws
+    p0 = load_preset(preset)  # seed s: the recipe's seed rule (`RecipeConfig.seed_overrides`), and the baseline's seed
+    ov = {f'recipe.{k}': v for k, v in p0.recipe.seed_overrides(seed).items()} | ({'eval.st_baseline.seed': seed} if seed and p0.eval.st_baseline is not None else {})
     ov.update(smoke_overrides(preset) if smoke else {})
     for blk in ('pretrain', 'finetune'):
         if batch_size: ov[f'recipe.{blk}.batch_size'] = batch_size
         if max_length: ov[f'recipe.{blk}.query_max_length'] = ov[f'recipe.{blk}.doc_max_length'] = max_length
-    if batch_size: ov.update(task_batch_overrides(load_preset(preset), batch_size))
+    if batch_size: ov.update(task_batch_overrides(p0, batch_size))
     if pretrain_steps: ov['recipe.pretrain.steps'] = pretrain_steps
     if finetune_steps: ov['recipe.finetune.steps'] = finetune_steps
     if eval_limit >= 0: ov['eval.limit'] = eval_limit or None
@@ -417,7 +419,7 @@ def data_report(p: Preset,                               # the run's preset
     ft = rc.ingredient(1)  # fine-tuning batches: the first run's settings, on the mixture before mining and hold-out
     for st, sc, n, seed, cap in (('pretrain', rc.pretrain, rc.pretrain.rows, rc.pretrain.seed, rc.pretrain.max_rows_per_card),
                                  ('finetune', ft, rc.finetune_rows, rc.seed, rc.max_rows_per_card)):
-        try: cards = stage_cards(replace(sc, cards=list(rc.cards), card_stage=st))
+        try: cards = stage_cards(replace(sc, cards=list(rc.cards), card_stage=st)) if st == 'pretrain' else stages_cards(rc, rc.finetune_stages)
         except ConfigError: continue  # no card of this stage
         data, reps = load_stage(cards, n=n, seed=seed, max_rows_per_card=max_rows_per_card or cap)
         cats, sizes = data['category'], plan_sizes(sc, StageRows(data).task_types()) if sc.task_batch_sizes else None
@@ -463,21 +465,20 @@ def run_models(p: Preset, soup_report: dict, work: str | Path) -> dict[str, Path
 
 def evaluate_run(p: Preset, soup_report: dict, work: str | Path, say=print) -> list:
     "mteb scores (`EvalResult`) of every model of the run, of the baselines, and (if asked) of the start model untrained and fine-tuned plainly."
-    from kalm.base_rows import baseline_rows, cpu_precision, recipe_pairs, st_baseline, zero_shot_rows
+    from kalm.base_rows import baseline_rows, cpu_precision, recipe_pairs, st_baseline, st_budget, zero_shot_rows
     from kalm.checkpoint import weights_key
     from kalm.eval import evaluate
     from kalm.mteb_tasks import subsample_suite
-    from kalm.reports import stage_summaries
     work, ev, results = Path(work), p.eval, []
     models, best = run_models(p, soup_report, work), best_ingredient(soup_report)
     kw = dict(batch_size=ev.batch_size, max_length=ev.max_length, as_in_paper=ev.as_in_paper)
     tasks = p.eval_tasks()
     if ev.limit:
         tasks = [str(subsample_suite(t, work/f"tasks-limit{ev.limit}"/f"suite-{i}", ev.limit)[0].path.parent) if Path(t).is_dir() else t for i, t in enumerate(tasks)]
-    if ev.st_baseline is not None:  # the same rows and the same training seconds as the recipe's training stages
-        secs = sum(s['seconds'] or 0 for k, s in stage_summaries(work/'recipe').items() if k in ('pretrain', 'distill') or k.startswith('finetune-'))
-        rep = st_baseline(p.model, recipe_pairs(p.recipe_config(), work/'recipe'), work/'st-baseline', budget_s=secs, precision=ev.precision, **ev.st_baseline)
-        say(f"sentence-transformers baseline: {rep['steps']} steps in {rep['seconds']} s (budget {round(secs)} s)")
+    if ev.st_baseline is not None:  # the same rows and budget as the recipe's training stages: their pairs seen or their seconds
+        stkw, note = st_budget(p.recipe_config(), ev.st_baseline, work/'recipe')
+        rep = st_baseline(p.model, recipe_pairs(p.recipe_config(), work/'recipe'), work/'st-baseline', precision=ev.precision, **stkw)
+        say(f"sentence-transformers baseline: {rep['steps']} steps in {rep['seconds']} s (budget: {note})")
         models['st-baseline'] = work/'st-baseline'
     keys = {k: weights_key(d) for k, d in models.items()}
     for src in tasks:
@@ -485,7 +486,7 @@ def evaluate_run(p: Preset, soup_report: dict, work: str | Path, say=print) -> l
         with cpu_precision(ev.precision):
             for k, path in models.items():
                 tag = ' (final)' if k == p.final else (' (best single fine-tune)' if k == best else '')
-                if k == 'st-baseline': tag = ' (sentence-transformers MNRL, same rows and training time)'
+                if k == 'st-baseline': tag = f" (sentence-transformers MNRL, same rows; budget: {note})"
                 if (j := first.setdefault(keys[k], len(results))) < len(results):  # the same weights as a model scored above
                     results.append(replace(results[j], label=f"{k}{tag} (same weights as {results[j].label}: scored once)", model=f"kalm/{p.name}-{k}"))
                 else:

@@ -13,25 +13,26 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from fastcore.basics import patch
 from fastcore.script import Param, call_parse
 
 from .core import Config, ConfigError, KalmError, atomic_write, cli_errors, deep_merge, parse_overrides, write_json
 from .provenance import code_version
 from .run_folders import check_run_dir
-from .data_cards import LABELINGS, load_rows, load_stage, save_rows
+from .data_cards import LABELINGS, STAGES, load_rows, load_stage, save_rows
 from .embedder import KaLMEmbedder
 from .hard_negatives import MineConfig, mine_stage, teacher_scores
 from .soup import (SoupError, cocktail_weights, greedy_soup, heldout_recall, uniform_soup,
                        weighted_soup)
-from .stage import StageConfig, split_holdout, stage_cards
+from .stage import StageConfig, split_holdout, stage_cards, stage_data
 from .task_format import suite_texts
 from .teachers import teacher_encoder
 from .tracking import progress_mode
 from .trainer import stage_complete, train_stage
 
 # %% auto #0
-__all__ = ['SOUP_METHODS', 'DistillConfig', 'RecipeConfig', 'plot_soup_scores', 'launch_stage', 'recipe_data', 'recipe_soups',
-           'recipe_distill', 'run_recipe', 'recipe_cli']
+__all__ = ['SOUP_METHODS', 'DistillConfig', 'RecipeConfig', 'plot_soup_scores', 'launch_stage', 'stages_cards', 'recipe_data',
+           'recipe_soups', 'recipe_distill', 'run_recipe', 'recipe_cli']
 
 # %% ../nbs/17_recipe.ipynb #ccd5a77c
 @dataclass
@@ -69,6 +70,9 @@ class RecipeConfig(Config):
     finetune_rows: int | None = 2000       # rows of the fine-tuning mixture (None: every row)
     max_rows_per_card: int | None = None   # cap on source rows per card
     holdout_rows: int = 128                # soup selection rows, held out of fine-tuning
+    finetune_stages: list[str] = field(default_factory=lambda: ['finetune'])  # card stages of the fine-tuning mixture ([finetune, pretrain]: replay the pre-training categories)
+    holdout_stages: list[str] | None = None  # None: held-out rows come out of the fine-tuning mixture; stages: drawn from these stages' cards, no query seen by pre-training or fine-tuning
+    soup_pretrained: bool = False          # the pre-trained model is a candidate of every soup (LM-Cocktail merges with the base)
     labeling: str | None = None            # classification / clustering positives: example | label_text (None: each card's own, `example` by default)
     pretrain: StageConfig = field(default_factory=dict)   # the pre-training stage (kind pretrain)
     mine: MineConfig = field(default_factory=dict)        # mining with the pre-trained model
@@ -95,6 +99,9 @@ class RecipeConfig(Config):
         if not self.ingredients: self._bad('ingredients', "needs at least one fine-tuning run")
         if self.holdout_rows < 2 and self.soups: self._bad('holdout_rows', "soups need >= 2 held-out rows")
         if self.soup_base not in ('parent', 'root', 'none'): self._bad('soup_base', "must be parent, root or none")
+        for f in ('finetune_stages', 'holdout_stages'):
+            bad = [s for s in getattr(self, f) or [] if s not in STAGES]
+            if bad or getattr(self, f) == []: self._bad(f, f"unknown card stage {bad[0]!r} (choose from {STAGES})" if bad else "needs at least one card stage")
         if self.labeling not in (None, *LABELINGS): self._bad('labeling', f"must be one of {', '.join(LABELINGS)} (or null)")
         for i, o in enumerate(self.ingredients): self.ingredient(i + 1)  # validate every run now, not after hours
 
@@ -127,11 +134,23 @@ class RecipeConfig(Config):
             if d[f] is not None: d[f] = {k: v for k, v in d[f].items() if k not in _WIRED + ('name',)}
         return d
 
-    def resolve_paths(self, base):
-        "Relative card and model paths of a recipe YAML made absolute against its folder (names and hub ids stay as they are)."
-        absd = lambda p: str((Path(base)/p).resolve()) if p and not Path(p).is_absolute() and (Path(base)/p).exists() else p
-        distill = None if self.distill is None else replace(self.distill, teacher=absd(self.distill.teacher))
-        return replace(self, cards=[absd(c) for c in self.cards], model=absd(self.model), distill=distill)
+
+# %% ../nbs/17_recipe.ipynb #8724dfe1
+@patch
+def seed_overrides(self: RecipeConfig, s: int) -> dict:
+    "Dotted fields that make seed `s` of this recipe: mixture and hold-out, pre-training (draws and start), mining, distillation and each fine-tuning run (100·s + its seed, its other changes kept); seed 0 changes nothing."
+    if not s: return {}
+    ov = {'seed': s, 'pretrain.seed': s, 'pretrain.model_seed': s, 'mine.seed': s,
+          'ingredients': [{**o, 'seed': 100 * s + o.get('seed', i)} for i, o in enumerate(self.ingredients, 1)]}
+    return ov | ({'distill.seed': s} if self.distill is not None else {})
+
+
+@patch
+def resolve_paths(self: RecipeConfig, base):
+    "Relative card and model paths of a recipe YAML made absolute against its folder (names and hub ids stay as they are)."
+    absd = lambda p: str((Path(base)/p).resolve()) if p and not Path(p).is_absolute() and (Path(base)/p).exists() else p
+    distill = None if self.distill is None else replace(self.distill, teacher=absd(self.distill.teacher))
+    return replace(self, cards=[absd(c) for c in self.cards], model=absd(self.model), distill=distill)
 
 # %% ../nbs/17_recipe.ipynb #e2f0060a
 def plot_soup_scores(report: dict,          # `soup_scores.json` content
@@ -148,7 +167,7 @@ def plot_soup_scores(report: dict,          # `soup_scores.json` content
     ax = fig.add_subplot(111)
     ax.bar(range(len(bars)), [b[1] for b in bars], color=[b[2] for b in bars])
     for i, (n, v, _) in enumerate(bars):
-        ax.text(i, v, f"{v:.3f}" + (' ✓' if n in acc else ''), ha='center', va='bottom', fontsize=8)
+        ax.text(i, v, f"{v:.3f}" + (' ✓' if n.split(' ')[0] in acc else ''), ha='center', va='bottom', fontsize=8)
     ax.set_xticks(range(len(bars)), [b[0] for b in bars], rotation=20, ha='right', fontsize=8)
     ax.set_ylim(0, max(b[1] for b in bars) * 1.15 + 1e-3)
     ax.set(ylabel=f"held-out {metric}", title=f"{report.get('name', '')}: held-out {metric} of each ingredient vs the soups (✓ = in the greedy soup)")
@@ -171,14 +190,35 @@ def launch_stage(sc: StageConfig, run_dir: Path, launcher: list[str] | None = No
     return Path(run_dir)/'model'
 
 
+def stages_cards(cfg: RecipeConfig, stages: list[str]) -> list:
+    "The recipe's cards of these card stages, each card once."
+    cards = {}
+    for st in stages:
+        for c in stage_cards(StageConfig(kind='finetune', card_stage=st, cards=cfg.cards)): cards.setdefault(c.name, c)
+    return list(cards.values())
+
+
 def recipe_data(cfg: RecipeConfig, run: Path, eval_suite: str | Path | None = None) -> tuple['datasets.Dataset', int | None]:
     "Step 1: the fine-tuning mixture and its held-out selection rows in `run/data`; (held-out rows, overlap with `eval_suite`)."
-    data = run/'data'
+    data, sf = run/'data', run/'data'/'data.json'
+    spec = {k: getattr(cfg, k) for k in ('seed', 'cards', 'finetune_rows', 'max_rows_per_card', 'holdout_rows', 'labeling', 'finetune_stages', 'holdout_stages')}
+    if sf.is_file() and json.loads(sf.read_text()) != spec:  # (a folder from before data.json: its rows are taken as they are)
+        diff = sorted(k for k, v in json.loads(sf.read_text()).items() if spec.get(k) != v)
+        raise ConfigError(sf, None, f"holds the fine-tuning and held-out rows of another recipe (fields {diff}); use a new run folder")
     if not (data/'holdout.jsonl.gz').is_file():
-        ft = StageConfig(kind='finetune', cards=cfg.cards, rows=cfg.finetune_rows, max_rows_per_card=cfg.max_rows_per_card, seed=cfg.seed)
-        ds, _ = load_stage(stage_cards(ft), n=cfg.finetune_rows, seed=cfg.seed, max_rows_per_card=cfg.max_rows_per_card, labeling=cfg.labeling)
-        train, held = split_holdout(ds, cfg.holdout_rows, cfg.seed)
-        save_rows(train, data/'finetune.jsonl.gz'); save_rows(held, data/'holdout.jsonl.gz')
+        kw = dict(max_rows_per_card=cfg.max_rows_per_card, labeling=cfg.labeling)
+        ds, _ = load_stage(stages_cards(cfg, cfg.finetune_stages), n=cfg.finetune_rows, seed=cfg.seed, **kw)
+        if cfg.holdout_stages is None: train, held = split_holdout(ds, cfg.holdout_rows, cfg.seed)
+        else:  # an equal share of every category of these stages, no query pre-training trains on; fine-tuning loses the held-out queries
+            from datasets import concatenate_datasets
+            cards = stages_cards(cfg, cfg.holdout_stages)
+            pool, seen, per = load_stage(cards, seed=cfg.seed + 1, **kw)[0], set(stage_data(cfg.pretrain)['query']), -(-cfg.holdout_rows // len(cards))
+            cats = pool['category']
+            held = concatenate_datasets([split_holdout(pool.select([i for i, c in enumerate(cats) if c == k]), per, cfg.seed, avoid=seen)[1]
+                                         for k in sorted(set(cats))])
+            hq = set(held['query'])  # the same held-out rows whatever the fine-tuning mixture: variants are scored alike
+            train = ds.select([i for i, q in enumerate(ds['query']) if q not in hq])
+        save_rows(train, data/'finetune.jsonl.gz'); save_rows(held, data/'holdout.jsonl.gz'); write_json(sf, spec)
     held = load_rows(data/'holdout.jsonl.gz')
     ev = Path(eval_suite) if eval_suite else None
     overlap = len(set(held['query']) & suite_texts(ev, fields=('text', 'sentence1', 'sentence2'))) if ev and ev.is_dir() else None
@@ -193,21 +233,23 @@ def recipe_soups(cfg: RecipeConfig, run: Path, held, ings: list[str], pre_model:
     sfile = run/'soup_scores.json'
     report = json.loads(sfile.read_text()) if sfile.is_file() else {}
     rel = lambda p: os.path.relpath(p, run)  # run files name paths relative to the run folder
-    if report.get('ingredients_paths') == [rel(p) for p in ings] and set(report.get('soups', {})) == {f'soup-{m}' for m in cfg.soups}: return report
-    scores = {p: heldout_recall(KaLMEmbedder.load(p, device='cpu'), held, **ekw) for p in ings}
-    names = {p: Path(p).parent.name for p in ings}
+    if report.get('ingredients_paths') == [rel(p) for p in ings] and set(report.get('soups', {})) == {f'soup-{m}' for m in cfg.soups} \
+       and report.get('soup_pretrained', False) == cfg.soup_pretrained: return report
+    cands = ings + ([str(pre_model)] if cfg.soup_pretrained else [])  # the soups' candidates: the fine-tuned runs (and the base)
+    scores = {p: heldout_recall(KaLMEmbedder.load(p, device='cpu'), held, **ekw) for p in [*ings, str(pre_model)]}
+    names = {p: Path(p).parent.name for p in cands}
     report = dict(name=cfg.name, metric='recall@1', heldout_rows=len(held), eval_overlap=overlap, ingredients_paths=[rel(p) for p in ings],
-                  ingredients={names[p]: scores[p] for p in ings}, pretrain=heldout_recall(KaLMEmbedder.load(pre_model, device='cpu'), held, **ekw),
+                  ingredients={names[p]: scores[p] for p in ings}, pretrain=scores[str(pre_model)], soup_pretrained=cfg.soup_pretrained,
                   soups={}, paths={})
     for m in cfg.soups:
         out = run/f'soup-{m}'
-        if m == 'uniform': r = uniform_soup(ings, out, base=cfg.soup_base)
+        if m == 'uniform': r = uniform_soup(cands, out, base=cfg.soup_base)
         elif m == 'cocktail':
-            w = cocktail_weights([scores[p]['loss'] for p in ings], cfg.cocktail_temperature)
-            r = weighted_soup(ings, out, w, base=cfg.soup_base, method='cocktail', extra=dict(temperature=cfg.cocktail_temperature))
-            report['cocktail_weights'] = dict(zip([names[p] for p in ings], w))
+            w = cocktail_weights([scores[p]['loss'] for p in cands], cfg.cocktail_temperature)
+            r = weighted_soup(cands, out, w, base=cfg.soup_base, method='cocktail', extra=dict(temperature=cfg.cocktail_temperature))
+            report['cocktail_weights'] = dict(zip([names[p] for p in cands], w))
         else:
-            r = greedy_soup(ings, out, held, scores=scores, base=cfg.soup_base, progress=progress, **ekw)
+            r = greedy_soup(cands, out, held, scores={p: scores[p] for p in cands}, base=cfg.soup_base, progress=progress, **ekw)
             report['greedy_accepted'] = [names[p] for p, w in zip(r.ingredients, r.weights) if w > 0]
             report['greedy_log'] = [dict(e, ingredient=names[e['ingredient']]) for e in r.log]
         report['soups'][f'soup-{m}'] = heldout_recall(KaLMEmbedder.load(out, device='cpu'), held, **ekw)

@@ -25,8 +25,8 @@ if typing.TYPE_CHECKING:
 # %% auto #0
 __all__ = ['PAPER_COLUMNS', 'KNOWN_WARNINGS', 'paper_rows', 'paper_tables_csv', 'write_paper_tables', 'paper_tables',
            'markdown_table', 'summary_table', 'task_table', 'plot_task_types', 'plot_matryoshka', 'plot_vs_baselines',
-           'comparison_table', 'precision_note', 'suite_groups', 'write_report', 'stage_summaries', 'plot_training',
-           'quiet_known_warnings', 'repo_relative', 'model_card', 'run_command']
+           'comparison_table', 'precision_note', 'items_file', 'suite_groups', 'write_report', 'stage_summaries',
+           'plot_training', 'quiet_known_warnings', 'repo_relative', 'model_card', 'run_command']
 
 # %% ../nbs/20_reports.ipynb #1cba2ca9
 PAPER_COLUMNS = ("table", "key", "model", "size", "dim", "benchmark", "MTK", "MTY", "Classification", "Clustering",
@@ -293,6 +293,11 @@ def precision_note(cmp,                      # a `comparison_table`
 def _slug(s: str) -> str: return re.sub(r"[^A-Za-z0-9.]+", "-", s).strip("-")[:80] or "model"
 
 
+def items_file(report: str | Path, name: str) -> Path:
+    "Where a report folder keeps the item records of the result labelled `name` (`kalm.paired_ci.load_items` reads them)."
+    return Path(report) / "items" / f"{_slug(name)}.jsonl.gz"
+
+
 def suite_groups(results: Sequence[EvalResult],  # a run's results, suite after suite
                  names: Sequence[str],            # the suites' names (a preset's eval.tasks), in the same order
                 ) -> list[tuple[str, list]]:
@@ -338,7 +343,7 @@ def write_report(
                f"a model's MTK over items; negligible: the interval lies inside ±{cmp.attrs['margin']} MTK (`kalm.paired_ci`).",
                "", markdown_table(cmp), "", precision_note(cmp), ""]
     for r in results:
-        if r.items: files[f"items:{r.label or r.model}"] = save_items(r.items, out / "items" / f"{_slug(r.label or r.model)}.jsonl.gz")
+        if r.items: files[f"items:{r.label or r.model}"] = save_items(r.items, items_file(out, r.label or r.model))
     if matryoshka:
         import pandas as pd
         mt = pd.DataFrame({d: {"MTK": 100 * r.mtk, "MTY": 100 * r.mty, **{t: 100 * s for t, s in r.per_type.items()}}

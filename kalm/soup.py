@@ -154,11 +154,11 @@ def heldout_recall(emb: KaLMEmbedder,         # the model to score
                  temperature: float = 0.05, # τ of the held-out InfoNCE loss
                  negatives: int | None = None,  # use at most this many of each row's negatives (None: all)
                 ) -> dict[str, float]:
-    "`recall@1` of the positive among its batch's candidates, and the InfoNCE `loss`, on held-out rows."
+    "`recall@1` of the positive among its batch's candidates, the InfoNCE `loss`, recall@1 `per_category`, and each row's `hits` (1: its positive ranked first), on held-out rows."
     cols = check_rows(rows, StageConfig(), 'held-out rows')
     n = len(cols['query'])
     if n < 2: raise SoupError(f"held-out set has {n} rows; need >= 2")
-    hits, loss_sum = 0, 0.0
+    hits, loss_sum, by = [0] * n, 0.0, {}
     for s in range(0, n, batch_size):
         idx = list(range(s, min(n, s + batch_size)))
         if len(idx) < 2: continue
@@ -170,9 +170,9 @@ def heldout_recall(emb: KaLMEmbedder,         # the model to score
         q = emb.encode([cols['query'][i] for i in idx], instruction=qi, batch_size=64, max_length=max_length, convert_to_tensor=True)
         D = emb.encode(docs, instruction=dins, batch_size=64, max_length=max_length, convert_to_tensor=True)
         S = q @ D.T
-        hits += int((S.argmax(1) == torch.arange(len(idx))).sum())
+        for i, h in zip(idx, (S.argmax(1) == torch.arange(len(idx))).int().tolist()): hits[i] = h; by.setdefault(cols['category'][i], []).append(h)
         loss_sum += float(torch.nn.functional.cross_entropy(S / temperature, torch.arange(len(idx)), reduction='sum'))
-    return {'recall@1': hits / n, 'loss': loss_sum / n}
+    return {'recall@1': sum(hits) / n, 'loss': loss_sum / n, 'per_category': {k: sum(v) / len(v) for k, v in sorted(by.items())}, 'hits': hits}
 
 # %% ../nbs/16_soup.ipynb #391d7132
 @dataclass

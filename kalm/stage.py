@@ -292,12 +292,13 @@ def check_rows(ds: 'datasets.Dataset',  # the stage's rows
 def split_holdout(ds: 'datasets.Dataset',  # canonical rows
                   n: int,                  # held-out rows (about: whole queries are held out)
                   seed: int = 0,
+                  avoid: set | None = None,  # queries never held out (e.g. those an earlier stage trained on)
                  ) -> tuple['datasets.Dataset', 'datasets.Dataset']:
     "(train, held-out): rows of randomly chosen *queries* go to the held-out side, so no query is on both sides."
     if n <= 0: return ds, ds.select([])
     by: dict = {}
     for i, q in enumerate(ds['query']): by.setdefault(q, []).append(i)
-    qs = sorted(by); random.Random(seed).shuffle(qs)
+    qs = sorted(q for q in by if q not in (avoid or ())); random.Random(seed).shuffle(qs)
     held, k = [], 0
     while len(held) < n and k < len(qs): held += by[qs[k]]; k += 1
     hs = set(held)
