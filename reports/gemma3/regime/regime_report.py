@@ -28,6 +28,7 @@ cats = sorted(pre['per_category'])
 ptab = ["| category | pre-trained | " + " | ".join(f"{v}: ft / soup" for v in rep) + " |", "|---|---|" + "---|" * len(rep)]
 ptab += [f"| {c} | {100 * pre['per_category'][c]:.0f} | " + " | ".join(f"{100 * r['ingredients']['finetune-1']['per_category'][c]:.0f} / {100 * r['soups']['soup-uniform']['per_category'][c]:.0f}" for r in rep.values()) + " |" for c in cats]
 cv = code_version()
+made = sorted({json.loads((runs/v/'mine'/'mine_stats.json').read_text())['code']['git_commit'][:7] for v in rep})  # the code the variants ran
 md = ["# The gemma3 fine-tuning regime, chosen on held-out training rows", "",
       f"Every variant fine-tunes the **same pre-trained stage** (`runs/gemma3/recipe/pretrain`, 60 steps × 32 pairs) once (seed 1) and is scored on the **same {len(pre['hits'])} held-out rows**: "
       f"an equal share of each of the {len(cats)} categories of both stages of the mini cards, none of whose queries pre-training or fine-tuning trains on "
@@ -41,6 +42,6 @@ md = ["# The gemma3 fine-tuning regime, chosen on held-out training rows", "",
       "## Variants", "", *[f"- `{v}`: `reports/gemma3/regime/{v}.yaml`" for v in rep], "",
       "## Commands", "", "```bash", command, "```", "", "then", "", "```bash",
       f"python reports/gemma3/regime/regime_report.py {runs} {out} \"<the command above>\"", "```", "",
-      f"Code: {cv['git_commit']}{' (with uncommitted changes)' if cv['git_dirty'] else ''}; environment: `{cv['lock']}` ({cv['lock_sha256'][:12]}), torch {cv['torch']}, transformers {cv['transformers']}.", ""]
+      f"Variants run at {', '.join(made)} (their mining stats' code version); this page made at {cv['git_commit'][:7]}{' (with uncommitted changes)' if cv['git_dirty'] else ''}; environment: `{cv['lock']}` ({cv['lock_sha256'][:12]}), torch {cv['torch']}, transformers {cv['transformers']}.", ""]
 atomic_write(out, "\n".join(md))
 print("\n".join(md))
