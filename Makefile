@@ -4,6 +4,7 @@
 #   make ablations  the paper's Table 5 in miniature (papermill), report in reports/ablations/
 #                   (PRESET=gemma3: the rows that need a pretrained decoder, on Gemma 3 270M; report in reports/ablations/gemma3/)
 #   make benchmarks kalm vs sentence-transformers side by side (papermill), tables in reports/benchmarks/
+#                   (PRESET=gemma3: the same on Gemma 3 270M, bf16; reports/benchmarks/gemma3.md)
 #   make test       everything CI checks: notebooks/kalm in sync, notebooks clean, README in sync, nbdev_test, pytest
 #   make lock       regenerate requirements.lock from settings.ini (UPGRADE=1: the newest releases); every target installs from it
 #   make drift      the newest releases settings.ini allows, in .venv-drift, with the fast tests (the step before UPGRADE=1)
@@ -142,6 +143,9 @@ ablations: setup $(if $(BASE_MODEL_OF_$(PRESET)),base-model)
 
 # kalm vs sentence-transformers: encode, training, peak memory, CPU MFU, pipeline stages (about 15 minutes on 2 cores);
 # where CUDA is present also kalm's GPU training throughput and the mini recipe's stage times (reports/benchmarks/gpu-*.json)
-benchmarks: setup
+# PRESET=gemma3: the same comparisons on the bidirectional Gemma 3 270M in bf16 with the frozen embedding, MFU against the
+# bf16 and fp32 peaks, the CPU backends (nbs/run_bench_gemma3.ipynb, about 15 minutes; reports/benchmarks/gemma3.md)
+BENCH_NB_gemma3 := run_bench_gemma3
+benchmarks: setup $(if $(BASE_MODEL_OF_$(PRESET)),base-model)
 	mkdir -p reports/benchmarks
-	$(BIN)/papermill nbs/run_benchmarks.ipynb reports/benchmarks/run_benchmarks.ipynb --cwd nbs --log-output
+	$(BIN)/papermill nbs/$(or $(BENCH_NB_$(PRESET)),run_benchmarks).ipynb reports/benchmarks/$(or $(BENCH_NB_$(PRESET)),run_benchmarks).ipynb --cwd nbs --log-output

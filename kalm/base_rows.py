@@ -16,6 +16,7 @@ import torch
 from .core import KalmError, write_json
 from .embedder import KaLMEmbedder
 from .instructions import format_query, resolve_instruction
+from .memory import release_memory
 
 # %% auto #0
 __all__ = ['ZERO_SHOT_ROWS', 'STRING_RULE_NAME', 'ST_BUDGETS', 'cpu_precision', 'zero_shot_rows', 'lexical_vectors',
@@ -40,7 +41,7 @@ def zero_shot_rows(base: str | Path,  # the untrained base: a folder, a base mod
                    tasks,  # what `kalm.eval.evaluate` takes: a suite folder, task folders, benchmark names
                    out: str | Path,  # eval cache folder (mteb results)
                    name: str = "base",  # short name used in the ModelMeta names (`kalm/<name>-zero-shot-…`)
-                   batch_size: int = 64, max_length: int = 128,
+                   batch_size: int = 64, max_length: int = 128, batch_tokens: int | None = None,
                    precision: str = "fp32",  # fp32 | bf16 (CPU autocast)
                    say=print,
                   ) -> list:
@@ -52,7 +53,7 @@ def zero_shot_rows(base: str | Path,  # the untrained base: a folder, a base mod
         slug = label.replace(" + ", "-").replace(" ", "-")
         with cpu_precision(precision):
             r = evaluate(emb, tasks, out, name=f"kalm/{name}-zero-shot-{slug}", label=f"untrained {name}: {label}",
-                         batch_size=batch_size, max_length=max_length)
+                         batch_size=batch_size, max_length=max_length, batch_tokens=batch_tokens)
         r.experiment["precision"] = precision
         results.append(r)
         say(f"{r.label:<40} MTK {100 * r.mtk:6.2f}  MTY {100 * r.mty:6.2f}")
@@ -141,6 +142,7 @@ def st_baseline(base: str | Path,  # the untrained base (folder, base model name
         old = json.loads((out / "st_baseline.json").read_text())
         if all(old.get(k) == v for k, v in want.items()): return old
     cpu_precision(precision)  # validates it
+    release_memory()  # what the run's previous part freed goes back to the system first (kalm.memory)
     start = KaLMEmbedder.load(base, causal=False, device="cpu").save(out.with_name(out.name + ".start"), overwrite=True)
     model = SentenceTransformer(str(start), device="cpu")
     model.max_seq_length = max_length

@@ -30,29 +30,34 @@ def encode_comparison(name: str,              # the model's label
                       texts: Sequence[str],
                       batch_size: int = 32,
                       repeats: int = 3,       # interleaved timed rounds (after one warm-up round)
+                      precision: str = 'fp32',  # fp32 | bf16: both sides under the same CPU autocast (`kalm.base_rows.cpu_precision`)
+                      max_length: int | None = None,  # truncation of both sides (None: the folder's `max_seq_length`)
                      ) -> tuple[dict, dict]:
     "`KaLMEmbedder.encode` vs `SentenceTransformer.encode` on one folder: the report row and the detail (padding, timings, token percentiles)."
     from sentence_transformers import SentenceTransformer
+    from kalm.base_rows import cpu_precision
     from kalm.embedder import KaLMEmbedder
     texts = list(texts)
     st = SentenceTransformer(str(folder), device='cpu', local_files_only=True)
     km = KaLMEmbedder.load(str(folder), device='cpu')
+    if max_length: st.max_seq_length = max_length
     L = int(st.max_seq_length)
     lens = [len(x) for x in km.tokenizer(texts, truncation=True, max_length=L)['input_ids']]
     pads = {'sentence-transformers (sorted by characters)': padding_stats(lens, char_order(texts), batch_size),
             'kalm (sorted by tokens)': padding_stats(lens, token_order(lens), batch_size)}
-    a = st.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
-    b = km.encode(texts, batch_size=batch_size, max_length=L, normalize=True, show_progress_bar=False)
-    diff = float(np.abs(a - b).max())
-    if diff > 1e-5: raise RuntimeError(f"{name}: embeddings differ by {diff:.2e} > 1e-5")
-    times = interleaved({'sentence-transformers': lambda: st.encode(texts, batch_size=batch_size, normalize_embeddings=True),
-                         'kalm': lambda: km.encode(texts, batch_size=batch_size, max_length=L, show_progress_bar=False)},
-                        repeats=repeats, warmup=1)
+    run_st = lambda: st.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    run_k = lambda: km.encode(texts, batch_size=batch_size, max_length=L, normalize=True, show_progress_bar=False)
+    with cpu_precision(precision): a, b = run_st(), run_k()
+    diff, cos = float(np.abs(a - b).max()), float((a * b).sum(1).min())
+    if (diff > 1e-5) if precision == 'fp32' else (cos < 0.999):  # bf16: the batches differ, so the roundings do
+        raise RuntimeError(f"{name}: embeddings differ by {diff:.2e} (min cosine {cos:.5f}) in {precision}")
+    with cpu_precision(precision):
+        times = interleaved({'sentence-transformers': run_st, 'kalm': run_k}, repeats=repeats, warmup=1)
     s_st, s_k = summarize(times['sentence-transformers'], len(texts)), summarize(times['kalm'], len(texts))
-    detail = dict(max_length=L, max_abs_diff=diff, padding=pads, sentence_transformers=s_st, kalm=s_k,
+    detail = dict(max_length=L, precision=precision, max_abs_diff=diff, min_cosine=cos, padding=pads, sentence_transformers=s_st, kalm=s_k,
                   token_percentiles={str(p): float(np.percentile(lens, p)) for p in (5, 25, 50, 75, 95, 99, 100)})
     row = {'model': name, 'texts': len(texts), 'batch': batch_size, 'ST sent/s': s_st['rate'], 'kalm sent/s': s_k['rate'],
-           'ratio': round(s_k['rate'] / s_st['rate'], 2), 'max |Δemb|': f"{diff:.1e}",
+           'ratio': round(s_k['rate'] / s_st['rate'], 2), 'max |Δemb|': f"{diff:.1e}", 'min cos': round(cos, 6),
            'ST padded/real tokens': round(pads['sentence-transformers (sorted by characters)']['rows_ratio'], 2),
            'kalm padded/real tokens': round(pads['kalm (sorted by tokens)']['rows_ratio'], 2)}
     return row, detail
@@ -123,8 +128,11 @@ def st_run(model_dir: str | Path,                      # a sentence-transformers
            work: str | Path,                           # trainer output folder (nothing is saved)
            cached: int | None = None,                  # CachedMNRL mini-batch (None: plain MNRL)
            scale: float = 20.0,
+           precision: str = 'fp32',                    # fp32 | bf16 (the HF trainer's `bf16=True`: CPU autocast, as kalm's)
+           freeze: Sequence[str] = (),                 # parameter-name regexes that do not train (`kalm.stage.freeze_parameters`)
           ) -> tuple[list[float], list[float]]:
     "Train with sentence-transformers' trainer and (Cached)MNRL: seconds of steps 3… and the logged losses."
+    from kalm.stage import freeze_parameters
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.losses import MultipleNegativesRankingLoss, CachedMultipleNegativesRankingLoss
@@ -135,12 +143,13 @@ def st_run(model_dir: str | Path,                      # a sentence-transformers
         def on_log(self, args, state, control, logs=None, **k):
             if logs and 'loss' in logs: self.loss.append(float(logs['loss']))
     model = SentenceTransformer(str(model_dir), device='cpu', local_files_only=True); model.max_seq_length = max_length
+    if freeze: freeze_parameters(model[0].auto_model, freeze)
     loss = (MultipleNegativesRankingLoss(model, scale=scale) if cached is None
             else CachedMultipleNegativesRankingLoss(model, scale=scale, mini_batch_size=cached))
     clock = Clock()
     args = SentenceTransformerTrainingArguments(output_dir=str(Path(work)/'st-out'), per_device_train_batch_size=batch_size,
         max_steps=steps, learning_rate=1e-5, warmup_steps=0.1, lr_scheduler_type='linear', max_grad_norm=1.0,
-        save_strategy='no', report_to=[], use_cpu=True, logging_steps=1, disable_tqdm=True, seed=0,
+        save_strategy='no', report_to=[], use_cpu=True, logging_steps=1, disable_tqdm=True, seed=0, bf16=precision == 'bf16',
         dataloader_drop_last=True, batch_sampler=in_order)
     tr = SentenceTransformerTrainer(model=model, args=args, loss=loss, callbacks=[clock],
                                     train_dataset=Dataset.from_dict(dict(anchor=list(anchor), positive=list(positive))))
@@ -187,20 +196,23 @@ def rss_step(cfg: Mapping) -> None:
         from kalm.stage import StageConfig
         from kalm.trainer import Trainer
         sc = StageConfig(name='rss', kind='pretrain', model=cfg['model'], batch_size=cfg['batch'], steps=1, mini_batch_size=cfg['mini'], pack_tokens=cfg['pack'],
-                         query_max_length=cfg['len'], doc_max_length=cfg['len'], lr=1e-5, precision='fp32', device='cpu', homogeneous_ratio=0.0,
-                         data=cfg['rows'], loss={'temperature': 0.05, 'matryoshka_dims': None})
+                         query_max_length=cfg['len'], doc_max_length=cfg['len'], lr=1e-5, precision=cfg.get('precision', 'fp32'), device='cpu', homogeneous_ratio=0.0,
+                         freeze=list(cfg.get('freeze') or []), data=cfg['rows'], loss={'temperature': 0.05, 'matryoshka_dims': None})
         Trainer(sc, tempfile.mkdtemp(), data=Dataset.from_list(rows), progress=False).train()
     else:
         from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
         from sentence_transformers.losses import MultipleNegativesRankingLoss, CachedMultipleNegativesRankingLoss
         from kalm.instructions import format_query, resolve_instruction
+        from kalm.stage import freeze_parameters
         m = SentenceTransformer(cfg['model'], device='cpu', local_files_only=True); m.max_seq_length = cfg['len']
+        if cfg.get('freeze'): freeze_parameters(m[0].auto_model, cfg['freeze'])
         loss = MultipleNegativesRankingLoss(m, scale=20.0) if not cfg['mini'] else CachedMultipleNegativesRankingLoss(m, scale=20.0, mini_batch_size=cfg['mini'])
         side = lambda r, s: resolve_instruction(r.get('task_type', 'retrieval'), s, instruction=r.get('instruction') or '')
         a = [format_query(r['query'], side(r, 'query')) for r in rows]
         p = [format_query(r['pos'] if isinstance(r['pos'], str) else r['pos'][0], side(r, 'document')) for r in rows]
         args = SentenceTransformerTrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=cfg['batch'], max_steps=1,
-            learning_rate=1e-5, save_strategy='no', report_to=[], use_cpu=True, disable_tqdm=True, dataloader_drop_last=True)
+            learning_rate=1e-5, save_strategy='no', report_to=[], use_cpu=True, disable_tqdm=True, dataloader_drop_last=True,
+            bf16=cfg.get('precision') == 'bf16')
         SentenceTransformerTrainer(model=m, args=args, loss=loss, train_dataset=Dataset.from_dict(dict(anchor=a, positive=p))).train()
         m.save(tempfile.mkdtemp())  # kalm's Trainer saves the final model at the end of a stage: the same work here
     print('BENCH_RESULT', json.dumps({'seconds': time.perf_counter() - t0}))
@@ -215,18 +227,20 @@ def rss_child(cfg: Mapping) -> str:
 def memory_comparison(model_dir: str | Path,   # the sentence-transformers folder both sides start from
                       rows_file: str | Path,   # canonical rows (the first `batch` are used)
                       batch: int,              # contrastive batch (pairs)
-                      mini_batch: int,         # GradCache / CachedMNRL texts per forward
+                      mini_batch: int | None,  # GradCache / CachedMNRL texts per forward (None: the plain steps only)
                       pack_tokens: int,        # kalm's packed rows
                       max_length: int,
                       threads: int = 0,        # torch threads of the children (0: all)
                       log: Callable = print,   # called with each row as it is measured
+                      precision: str = 'fp32', # fp32 | bf16, both sides
+                      freeze: Sequence[str] = (),  # parameter-name regexes frozen on both sides
                      ) -> list[dict]:
     "Peak RSS and seconds of one step in a fresh child: kalm GradCache / plain (padded and packed) and sentence-transformers CachedMNRL / MNRL."
     out = []
     for side, pack in (('kalm', None), ('kalm', pack_tokens), ('sentence-transformers', None)):
-        for mini in (mini_batch, None):
+        for mini in ((mini_batch, None) if mini_batch else (None,)):
             cfg = dict(side='kalm' if side == 'kalm' else 'st', model=str(model_dir), rows=str(rows_file), batch=batch, mini=mini,
-                       pack=pack, len=max_length, threads=threads)
+                       pack=pack, len=max_length, threads=threads, precision=precision, freeze=list(freeze))
             r = peak_rss(rss_child(cfg))
             what = ('GradCache' if side == 'kalm' else 'CachedMNRL') if mini else ('plain' if side == 'kalm' else 'MNRL')
             out.append({'trainer': f"{side} {what}" + (f", packed {pack}" if pack else ''), 'batch': batch, 'mini batch': mini or '',

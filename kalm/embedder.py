@@ -22,7 +22,7 @@ from .instructions import format_query, instruction_prefix, resolve_instruction
 from .pooling import MATRYOSHKA_DIMS, POOLING_METHODS, instruction_mask_from_lengths, matryoshka, pool, pool_packed
 
 # %% auto #0
-__all__ = ['KaLMConfig', 'resolve_device', 'KaLMEmbedder', 'float_states']
+__all__ = ['KaLMConfig', 'resolve_device', 'KaLMEmbedder', 'float_states', 'token_batches']
 
 # %% ../nbs/09_embedder.ipynb #6990c1d3
 @dataclass
@@ -254,6 +254,20 @@ def embed(
     pooled = pool(hidden, am, self.config.pooling, None if im is None else im.to(dev), self.config.include_instruction)
     return matryoshka(pooled, dim, self.config.normalize if normalize is None else normalize)
 
+# %% ../nbs/09_embedder.ipynb #75d3b061
+def token_batches(lengths: Sequence[int],   # token counts in encoding order (longest first)
+                  batch_size: int,           # at most this many texts per batch
+                  batch_tokens: int | None = None,  # and at most this many padded tokens (texts × the batch's longest)
+                 ) -> list[tuple[int, int]]:
+    "(start, end) of each batch of the sorted order: `batch_size` texts, fewer where `batch_tokens` padded tokens are reached."
+    if batch_tokens is not None and batch_tokens < 1:
+        raise ValueError(f"batch_tokens must be >= 1 or None, got {batch_tokens}")
+    out, s, n = [], 0, len(lengths)
+    while s < n:
+        k = batch_size if batch_tokens is None else max(1, min(batch_size, batch_tokens // max(1, lengths[s])))
+        out.append((s, min(n, s + k))); s += k
+    return out
+
 # %% ../nbs/09_embedder.ipynb #7995d466
 @patch
 def encode(
@@ -266,6 +280,7 @@ def encode(
     normalize: bool = True,  # L2-normalise (after truncation)
     show_progress_bar: bool | None = None,  # None: only for more than 10 batches
     convert_to_tensor: bool = False,  # return a torch tensor instead of numpy
+    batch_tokens: int | None = None,  # also at most this many padded tokens per forward (None: `batch_size` texts whatever their length)
 ) -> np.ndarray | torch.Tensor:  # (n, dim) float32 (1-D for a single str)
     "Inference: embeddings of `texts` in input order (length-sorted batches, inference mode, bf16 on CUDA)."
     from tqdm.auto import tqdm
@@ -278,15 +293,15 @@ def encode(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     out = torch.zeros(len(feats), d, dtype=torch.float32)
     order = sorted(range(len(feats)), key=lambda i: -len(feats[i][0]))
-    starts = range(0, len(order), batch_size)
-    show = len(starts) > 10 if show_progress_bar is None else show_progress_bar
+    batches = token_batches([len(feats[i][0]) for i in order], batch_size, batch_tokens)
+    show = len(batches) > 10 if show_progress_bar is None else show_progress_bar
     amp = bf16_autocast(next(self.parameters()))
     was = self.training
     self.eval()
     try:
         with torch.inference_mode(), amp:
-            for s in tqdm(starts, disable=not show, desc="encode"):
-                idx = order[s:s + batch_size]
+            for s, e in tqdm(batches, disable=not show, desc="encode"):
+                idx = order[s:e]
                 emb = self.embed(self._collate([feats[i] for i in idx]), dim=dim, normalize=normalize)
                 out[idx] = emb.float().cpu()
     finally:

@@ -32,6 +32,7 @@ from .pooling import matryoshka
 from .core import task_type_key
 from .checkpoint import HUB_ID
 from .paired_ci import collect_items, drop_unpredicted, prediction_dir
+from .memory import release_memory
 
 # %% auto #0
 __all__ = ['MINILM_NAME', 'KaLMEncoder', 'aggregate', 'EvalResult', 'as_encoder', 'drop_stale_results', 'evaluate', 'minilm_path',
@@ -64,6 +65,7 @@ class KaLMEncoder(AbsEncoder):
         use_instructions: bool | None = None,  # None: yes for KaLMEmbedder and functions, no for SentenceTransformer
         batch_size: int = 32,  # texts per forward
         max_length: int = 512,  # truncation in tokens (KaLM evaluates at 512)
+        batch_tokens: int | None = None,  # kalm models: also at most this many padded tokens per forward (`KaLMEmbedder.encode`)
         dim: int | None = None,  # Matryoshka dimension (None: full)
         embed_dim: int | None = None,  # output dimension of a function model (ModelMeta.embed_dim; unknown if None)
         label: str | None = None,  # display name in reports (default: the ModelMeta name)
@@ -72,8 +74,9 @@ class KaLMEncoder(AbsEncoder):
         self.instructions = dict(instructions or {})
         self.use_instructions = (self.kind != "st") if use_instructions is None else bool(use_instructions)
         self.batch_size, self.max_length, self.dim = int(batch_size), int(max_length), dim
-        if self.batch_size < 1 or self.max_length < 1:
-            raise ValueError(f"batch_size and max_length must be >= 1, got {batch_size}, {max_length}")
+        self.batch_tokens = batch_tokens
+        if self.batch_size < 1 or self.max_length < 1 or (batch_tokens is not None and batch_tokens < 1):
+            raise ValueError(f"batch_size, max_length and batch_tokens must be >= 1, got {batch_size}, {max_length}, {batch_tokens}")
         self.full_dim = self._full_dim(embed_dim)
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= (self.full_dim or dim)):
             raise ValueError(f"Matryoshka dim must be an int in [1, {self.full_dim}], got {dim!r}")
@@ -163,7 +166,7 @@ def encode_texts(
     if self.kind == "kalm":
         return np.asarray(self.model.encode(texts, instruction=instruction, batch_size=self.batch_size,
                                             max_length=self.max_length, dim=self.dim, normalize=True,
-                                            show_progress_bar=False), dtype=np.float32)
+                                            show_progress_bar=False, batch_tokens=self.batch_tokens), dtype=np.float32)
     full = [format_query(t, instruction) for t in texts]
     if self.kind == "st":
         old = self.model.max_seq_length
@@ -285,6 +288,7 @@ def evaluate(
     label: str | None = None,  # display name in reports
     dim: int | None = None,  # Matryoshka dimension
     batch_size: int | None = None,  # texts per forward (default 32)
+    batch_tokens: int | None = None,  # kalm models: also at most this many padded tokens per forward (None: no bound)
     max_length: int | None = None,  # truncation in tokens (default 512)
     instructions: Mapping[str, str] | None = None,  # {task name: instruction} overrides
     use_instructions: bool | None = None,  # None: the encoder's default
@@ -294,11 +298,12 @@ def evaluate(
 ) -> EvalResult:
     "Score a model on tasks with mteb's evaluators; results cached in `<out>/mteb`; MTK/MTY computed as in the paper."
     settle_hub_mode()
+    release_memory()  # what the previous evaluation freed goes back to the system first (kalm.memory)
     task_list, bench = resolve_tasks(tasks, as_in_paper)
     if isinstance(model, (str, os.PathLike)):
         model, default_name = load_model(model)
         name = name or default_name
-    enc = as_encoder(model, name=name, revision=revision, label=label, dim=dim, batch_size=batch_size,
+    enc = as_encoder(model, name=name, revision=revision, label=label, dim=dim, batch_size=batch_size, batch_tokens=batch_tokens,
                      max_length=max_length, instructions=instructions, use_instructions=use_instructions)
     check_hub(task_list)
     for t in task_list:  # same bootstrap/sampling draws for every model, whatever ran on the task object before

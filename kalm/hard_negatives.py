@@ -24,6 +24,7 @@ from .data_cards import load_rows, save_rows
 from .embedder import KaLMEmbedder
 from .instructions import format_query
 from .run_folders import check_run_dir, run_lock
+from .memory import release_memory
 
 # %% auto #0
 __all__ = ['instructed', 'encode_texts', 'exact_topk', 'faiss_topk', 'MiningResult', 'mine_hard_negatives', 'teacher_scores',
@@ -428,6 +429,7 @@ def mine_stage(cfg: MineConfig | str | Path,   # mining config or its YAML
     "Mine hard negatives for `cfg.data` with `cfg.model`; returns the mined rows file (skips if it exists)."
     cfg = MineConfig.from_yaml(cfg, overrides) if not isinstance(cfg, MineConfig) else (replace(cfg, **overrides) if overrides else cfg)
     if not cfg.model or not Path(cfg.model).is_dir(): raise ConfigError(cfg._source(), 'model', f"no model folder {cfg.model!r}")
+    release_memory()  # what the run's previous part freed goes back to the system first (kalm.memory)
     if not cfg.data: raise ConfigError(cfg._source(), 'data', "no rows to mine for")
     run_dir = check_run_dir(run_dir, create=False)  # a file: one error; created only once the input is known to be good
     out = Path(cfg.out) if Path(cfg.out).is_absolute() else run_dir/cfg.out

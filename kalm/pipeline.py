@@ -38,6 +38,7 @@ class EvalConfig(Config):
     baselines: bool | list[str] = True  # the random-init twin, all-MiniLM-L6-v2 and the string rule (true), or only those named
     dims: list[int] | None = None       # Matryoshka dims of an extra curve (None: none)
     batch_size: int = 32                # texts per forward
+    batch_tokens: int | None = None     # kalm models: also at most this many padded tokens per forward (KaLMEmbedder.encode; None: no bound)
     max_length: int = 512               # truncation in tokens
     as_in_paper: bool = True            # MTEB(cmn, v1) with the paper's 35 tasks (mteb's benchmark has 31)
     precision: str = 'fp32'             # fp32 | bf16: CPU bf16 autocast while encoding (kalm.base_rows.cpu_precision)
@@ -53,7 +54,7 @@ class EvalConfig(Config):
         extra = set(self.st_baseline or {}) - {'budget', 'max_steps', 'batch_size', 'max_length', 'lr', 'seed'}
         if extra or (self.st_baseline or {}).get('budget', 'seconds') not in ('pairs', 'seconds'):
             self._bad('st_baseline', f"unknown setting {sorted(extra)[0]!r} (budget, max_steps, batch_size, max_length, lr, seed)" if extra else "budget must be pairs or seconds")
-        if self.batch_size < 1 or self.max_length < 1: self._bad('batch_size' if self.batch_size < 1 else 'max_length', "must be >= 1")
+        if bad := [k for k in ('batch_size', 'max_length', 'batch_tokens') if (v := getattr(self, k)) is not None and v < 1]: self._bad(bad[0], "must be >= 1")
 
 
 @dataclass
@@ -471,7 +472,7 @@ def evaluate_run(p: Preset, soup_report: dict, work: str | Path, say=print) -> l
     from kalm.mteb_tasks import subsample_suite
     work, ev, results = Path(work), p.eval, []
     models, best = run_models(p, soup_report, work), best_ingredient(soup_report)
-    kw = dict(batch_size=ev.batch_size, max_length=ev.max_length, as_in_paper=ev.as_in_paper)
+    kw = dict(ekw := dict(batch_size=ev.batch_size, max_length=ev.max_length, batch_tokens=ev.batch_tokens), as_in_paper=ev.as_in_paper)
     tasks = p.eval_tasks()
     if ev.limit:
         tasks = [str(subsample_suite(t, work/f"tasks-limit{ev.limit}"/f"suite-{i}", ev.limit)[0].path.parent) if Path(t).is_dir() else t for i, t in enumerate(tasks)]
@@ -495,8 +496,7 @@ def evaluate_run(p: Preset, soup_report: dict, work: str | Path, say=print) -> l
             if ev.baselines:
                 results += baseline_rows(models[p.final], src, work/'eval', ev.baselines, ev.as_in_paper, say)
         if ev.zero_shot:  # the untrained start model as causal + last token, causal + mean, bidirectional + mean
-            results += zero_shot_rows(p.model, src, work/'eval', name=p.name, batch_size=ev.batch_size, max_length=ev.max_length,
-                                      precision=ev.precision, say=say)
+            results += zero_shot_rows(p.model, src, work/'eval', name=p.name, precision=ev.precision, say=say, **ekw)
     return results
 
 # %% ../nbs/21_pipeline.ipynb #251b1e6a

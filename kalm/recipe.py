@@ -29,6 +29,7 @@ from .task_format import suite_texts
 from .teachers import teacher_encoder
 from .tracking import progress_mode
 from .trainer import stage_complete, train_stage
+from .memory import release_memory
 
 # %% auto #0
 __all__ = ['SOUP_METHODS', 'DistillConfig', 'RecipeConfig', 'plot_soup_scores', 'launch_stage', 'stages_cards', 'recipe_data',
@@ -243,6 +244,7 @@ def recipe_soups(cfg: RecipeConfig, run: Path, held, ings: list[str], pre_model:
                   soups={}, paths={})
     for m in cfg.soups:
         out = run/f'soup-{m}'
+        release_memory()  # the scored models and the previous soup go back to the system first (kalm.memory)
         if m == 'uniform': r = uniform_soup(cands, out, base=cfg.soup_base)
         elif m == 'cocktail':
             w = cocktail_weights([scores[p]['loss'] for p in cands], cfg.cocktail_temperature)

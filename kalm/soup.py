@@ -189,6 +189,7 @@ class SoupResult:
 
 def _save_soup(state, paths, weights, method, out, check, extra) -> Path:
     emb = soup_model(state, paths[0])
+    del state  # the model holds the weights now (callers pass the average without keeping it)
     lineage = (check['common'] or []) + [weights_hash(emb.model)]
     info = dict(lineage=lineage, stage=f'soup-{method}', kind='soup', soup=dict(method=method, ingredients=[str(p) for p in paths],
                 weights=[float(w) for w in weights], **extra), code=code_version())
@@ -213,7 +214,7 @@ def weighted_soup(paths: Sequence[str | Path], out: str | Path,
     "θ = Σ wᵢ θᵢ / Σ wᵢ (LM-Cocktail `mix_models`)."
     chk = check_ingredients(paths, base)
     w = np.asarray(weights, dtype=np.float64)
-    state = average_weights(paths, w)
+    state = average_weights(paths, w)  # checks the weights
     w = (w / w.sum()).tolist()
     _save_soup(state, paths, w, method, out, chk, extra or {})
     return SoupResult(method, str(out), [str(p) for p in paths], w)
@@ -282,8 +283,8 @@ def greedy_soup(paths: Sequence[str | Path],  # ingredient folders
             for m in members[:-1]: run['sum'] = add(run['sum'], m); run['members'].append(m)
         cand = add(None if run['sum'] is None else dict(run['sum']), members[-1])
         run['cand'] = (list(members), cand)
-        avg = {k: (v / float(len(members))).to(dtypes[k]) for k, v in cand.items()}
-        template.model.load_state_dict(avg)
+        with torch.no_grad():  # the average written into the template one tensor at a time (no second copy of the model)
+            for k, t in template.model.state_dict().items(): t.copy_((cand[k] / float(len(members))).to(dtypes[k]))
         r = heldout_recall(template, heldout, **eval_kw)
         soup_scores[tuple(members)] = r
         if progress: print(f"greedy soup: {len(members)} ingredients -> {metric} {r[metric]:.4f}")
@@ -297,9 +298,9 @@ def greedy_soup(paths: Sequence[str | Path],  # ingredient folders
         home = os.path.commonpath(paths) if len(set(paths)) > 1 else str(Path(paths[0]).parent)  # names relative to the ingredients' folder
         for e in log: print(f"  {'accepted' if e['accepted'] else 'rejected'} {os.path.relpath(e['ingredient'], home)}: alone {e['alone']:.4f}, soup {e['soup']:.4f}")
     w = [1.0 / len(chosen) if p in chosen else 0.0 for p in paths]
-    state = average_weights(chosen)
+    run.clear(); template = None  # the running sums and the template go before the soup is made
     final = soup_scores.get(tuple(chosen), scores[chosen[0]] if len(chosen) == 1 else None)
-    _save_soup(state, chosen, [1.0 / len(chosen)] * len(chosen), 'greedy', out, chk,
+    _save_soup(average_weights(chosen), chosen, [1.0 / len(chosen)] * len(chosen), 'greedy', out, chk,
                dict(candidates=paths, metric=metric, log=log, heldout_rows=len(heldout)))
     return SoupResult('greedy', str(out), paths, w, scores=scores, soup_score=final, log=log)
 

@@ -35,6 +35,7 @@ from .model_presets import MODEL_PRESETS
 from .run_folders import MANIFEST, RunFolderError, check_run_dir, run_lock, verify_manifest, write_manifest
 from .stage import StageConfig, TextBatch, batch_plan, check_rows, freeze_parameters, make_batch, plan_epoch_steps, plan_hash, plan_sizes, stage_data
 from .tracking import ProgressLines, flat_hparams, init_kwargs, progress_mode, resolve_trackers, step_values
+from .memory import release_memory
 
 if typing.TYPE_CHECKING: import datasets
 
@@ -479,7 +480,10 @@ def train_stage(cfg: StageConfig | str | Path,  # a stage config or its YAML fil
     if stage_complete(cfg, run_dir):
         if progress: print(f"{cfg.name}: already complete")
         return Path(run_dir)/'model'
-    return Trainer(cfg, run_dir, data=data, progress=progress).train()
+    release_memory()  # what the run's previous part freed goes back to the system first (kalm.memory)
+    out = Trainer(cfg, run_dir, data=data, progress=progress).train()
+    release_memory()  # and the trainer's weights, gradients and optimizer state
+    return out
 
 # %% ../nbs/15_trainer.ipynb #77a3c2dd
 @call_parse
