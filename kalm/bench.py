@@ -76,17 +76,20 @@ def long_text_rows(n: int,            # rows (query–positive pairs)
 def padding_stats(lengths: Sequence[int],  # tokens per text
                   order: Sequence[int],    # the order texts are batched in
                   batch_size: int,
+                  batch_tokens: int | None = None,  # also at most this many padded tokens per batch (`kalm.embedder.token_batches`)
                  ) -> dict:
     "Padded token rows and attention cells of batching `order` in chunks of `batch_size`, absolute and relative to no padding."
+    from kalm.embedder import token_batches
     L = np.asarray(lengths, dtype=np.int64)
     o = np.asarray(order, dtype=np.int64)
     if sorted(o.tolist()) != list(range(len(L))): raise ValueError("padding_stats: `order` must be a permutation of range(len(lengths))")
     rows = cells = 0
-    for s in range(0, len(o), batch_size):
-        b = L[o[s:s + batch_size]]
+    cuts = token_batches(L[o].tolist(), batch_size, batch_tokens)
+    for s, e in cuts:
+        b = L[o[s:e]]
         rows += int(b.max()) * len(b); cells += int(b.max()) ** 2 * len(b)
     real_rows, real_cells = int(L.sum()), int((L ** 2).sum())
-    return dict(batches=-(-len(o) // batch_size), token_rows=rows, real_tokens=real_rows, rows_ratio=rows / real_rows,
+    return dict(batches=len(cuts), token_rows=rows, real_tokens=real_rows, rows_ratio=rows / real_rows,
                 attn_cells=cells, attn_ratio=cells / real_cells)
 
 

@@ -32,6 +32,7 @@ def encode_comparison(name: str,              # the model's label
                       repeats: int = 3,       # interleaved timed rounds (after one warm-up round)
                       precision: str = 'fp32',  # fp32 | bf16: both sides under the same CPU autocast (`kalm.base_rows.cpu_precision`)
                       max_length: int | None = None,  # truncation of both sides (None: the folder's `max_seq_length`)
+                      batch_tokens: int | None = None,  # kalm only: also at most this many padded tokens per forward (`KaLMEmbedder.encode`)
                      ) -> tuple[dict, dict]:
     "`KaLMEmbedder.encode` vs `SentenceTransformer.encode` on one folder: the report row and the detail (padding, timings, token percentiles)."
     from sentence_transformers import SentenceTransformer
@@ -44,9 +45,9 @@ def encode_comparison(name: str,              # the model's label
     L = int(st.max_seq_length)
     lens = [len(x) for x in km.tokenizer(texts, truncation=True, max_length=L)['input_ids']]
     pads = {'sentence-transformers (sorted by characters)': padding_stats(lens, char_order(texts), batch_size),
-            'kalm (sorted by tokens)': padding_stats(lens, token_order(lens), batch_size)}
+            'kalm (sorted by tokens)': padding_stats(lens, token_order(lens), batch_size, batch_tokens)}
     run_st = lambda: st.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
-    run_k = lambda: km.encode(texts, batch_size=batch_size, max_length=L, normalize=True, show_progress_bar=False)
+    run_k = lambda: km.encode(texts, batch_size=batch_size, max_length=L, normalize=True, show_progress_bar=False, batch_tokens=batch_tokens)
     with cpu_precision(precision): a, b = run_st(), run_k()
     diff, cos = float(np.abs(a - b).max()), float((a * b).sum(1).min())
     if (diff > 1e-5) if precision == 'fp32' else (cos < 0.999):  # bf16: the batches differ, so the roundings do
@@ -56,7 +57,7 @@ def encode_comparison(name: str,              # the model's label
     s_st, s_k = summarize(times['sentence-transformers'], len(texts)), summarize(times['kalm'], len(texts))
     detail = dict(max_length=L, precision=precision, max_abs_diff=diff, min_cosine=cos, padding=pads, sentence_transformers=s_st, kalm=s_k,
                   token_percentiles={str(p): float(np.percentile(lens, p)) for p in (5, 25, 50, 75, 95, 99, 100)})
-    row = {'model': name, 'texts': len(texts), 'batch': batch_size, 'ST sent/s': s_st['rate'], 'kalm sent/s': s_k['rate'],
+    row = {'model': name, 'texts': len(texts), 'batch': batch_size if batch_tokens is None else f"{batch_size} (kalm: ≤ {batch_tokens} tokens)", 'ST sent/s': s_st['rate'], 'kalm sent/s': s_k['rate'],
            'ratio': round(s_k['rate'] / s_st['rate'], 2), 'max |Δemb|': f"{diff:.1e}", 'min cos': round(cos, 6),
            'ST padded/real tokens': round(pads['sentence-transformers (sorted by characters)']['rows_ratio'], 2),
            'kalm padded/real tokens': round(pads['kalm (sorted by tokens)']['rows_ratio'], 2)}

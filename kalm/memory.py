@@ -9,6 +9,7 @@ import ctypes
 import ctypes.util
 import gc
 import os
+import sys
 from pathlib import Path
 
 # %% auto #0
@@ -30,7 +31,9 @@ def trim_heap() -> bool:
 
 
 def release_memory() -> bool:
-    "What the previous part of a run left: collect the garbage (models in reference cycles), then `trim_heap`."
+    "What the previous part of a run left: the autocast weight cache, the garbage (models in reference cycles), then `trim_heap`."
+    torch = sys.modules.get('torch')
+    if torch is not None: torch.clear_autocast_cache()  # it holds every weight cast inside the open autocast region
     gc.collect()
     return trim_heap()
 
