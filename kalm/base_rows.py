@@ -5,7 +5,6 @@
 # %% ../nbs/19b_base_rows.ipynb #4ceb798e
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import time
@@ -14,13 +13,14 @@ from pathlib import Path
 import torch
 
 from .core import KalmError, write_json
+from .bidirectional import cpu_precision
 from .embedder import KaLMEmbedder
 from .instructions import format_query, resolve_instruction
 from .memory import release_memory
 
 # %% auto #0
-__all__ = ['ZERO_SHOT_ROWS', 'STRING_RULE_NAME', 'ST_BUDGETS', 'cpu_precision', 'zero_shot_rows', 'lexical_vectors',
-           'lexical_encoder', 'baseline_rows', 'recipe_pairs', 'st_baseline', 'st_budget']
+__all__ = ['ZERO_SHOT_ROWS', 'STRING_RULE_NAME', 'ST_BUDGETS', 'zero_shot_rows', 'lexical_vectors', 'lexical_encoder',
+           'baseline_rows', 'recipe_pairs', 'st_baseline', 'st_budget']
 
 # %% ../nbs/19b_base_rows.ipynb #6ffc0d77
 ZERO_SHOT_ROWS: dict[str, dict] = {
@@ -28,13 +28,6 @@ ZERO_SHOT_ROWS: dict[str, dict] = {
     "causal + mean": dict(causal=True, pooling="mean"),
     "bidirectional + mean": dict(causal=False, pooling="mean"),
 }  # row label -> how the untrained base is loaded
-
-
-def cpu_precision(precision: str = "fp32"):
-    "A context that runs CPU matmuls in bf16 (`precision='bf16'`) or leaves them in float32."
-    if precision not in ("fp32", "bf16"):
-        raise KalmError(f"must be fp32 or bf16, got {precision!r}", field="precision")
-    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
 
 
 def zero_shot_rows(base: str | Path,  # the untrained base: a folder, a base model name (gemma3-270m) or a preset
@@ -132,20 +125,24 @@ def st_baseline(base: str | Path,  # the untrained base (folder, base model name
                 max_steps: int = 100,  # the schedule's length (warm-up and linear decay) and the most steps run
                 batch_size: int = 32, max_length: int = 64, lr: float = 2e-5, seed: int = 0,
                 precision: str = "fp32",  # fp32 | bf16 (CPU autocast, the HF Trainer's bf16=True)
+                freeze: list[str] | None = None,  # parameter-name regexes that do not train, as a stage's `freeze` (`kalm.stage.freeze_parameters`)
                ) -> dict:
     "A plain sentence-transformers fine-tune (MNRL, in-batch negatives) of the bidirectional base; its report (also `st_baseline.json`)."
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments, losses
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
-    out = Path(out)
-    want = dict(max_steps=max_steps, batch_size=batch_size, max_length=max_length, lr=lr, seed=seed, precision=precision, rows=len(pairs))
+    from kalm.stage import freeze_parameters
+    out, freeze = Path(out), list(freeze or [])
+    want = dict(max_steps=max_steps, batch_size=batch_size, max_length=max_length, lr=lr, seed=seed, precision=precision, rows=len(pairs),
+                freeze=freeze)
     if (out / "st_baseline.json").is_file() and (out / "modules.json").is_file():  # done: reused if made with these settings
         old = json.loads((out / "st_baseline.json").read_text())
-        if all(old.get(k) == v for k, v in want.items()): return old
+        if all(old.get(k, [] if k == "freeze" else None) == v for k, v in want.items()): return old
     cpu_precision(precision)  # validates it
     release_memory()  # what the run's previous part freed goes back to the system first (kalm.memory)
     start = KaLMEmbedder.load(base, causal=False, device="cpu").save(out.with_name(out.name + ".start"), overwrite=True)
     model = SentenceTransformer(str(start), device="cpu")
     model.max_seq_length = max_length
+    if freeze: freeze_parameters(model[0].auto_model, freeze, "st_baseline")
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out.with_name(out.name + ".trainer")), max_steps=max_steps, per_device_train_batch_size=batch_size,
         learning_rate=lr, warmup_ratio=0.1, lr_scheduler_type="linear", seed=seed, data_seed=seed, bf16=precision == "bf16",
@@ -161,7 +158,7 @@ def st_baseline(base: str | Path,  # the untrained base (folder, base model name
     report = dict(steps=int(res.global_step), seconds=round(seconds, 1), budget_s=budget_s, max_steps=max_steps,
                   train_loss=round(float(res.training_loss), 4), pairs_seen=int(res.global_step) * batch_size,
                   rows=len(pairs), batch_size=batch_size, max_length=max_length, lr=lr, seed=seed, precision=precision,
-                  loss="MultipleNegativesRankingLoss", trainer="SentenceTransformerTrainer")
+                  freeze=freeze, trainable_parameters=sum(t.numel() for t in model.parameters() if t.requires_grad), loss="MultipleNegativesRankingLoss", trainer="SentenceTransformerTrainer")
     write_json(out / "st_baseline.json", report)
     return report
 

@@ -30,13 +30,13 @@ def encode_comparison(name: str,              # the model's label
                       texts: Sequence[str],
                       batch_size: int = 32,
                       repeats: int = 3,       # interleaved timed rounds (after one warm-up round)
-                      precision: str = 'fp32',  # fp32 | bf16: both sides under the same CPU autocast (`kalm.base_rows.cpu_precision`)
+                      precision: str = 'fp32',  # fp32 | bf16: both sides under the same CPU autocast (`kalm.bidirectional.cpu_precision`)
                       max_length: int | None = None,  # truncation of both sides (None: the folder's `max_seq_length`)
                       batch_tokens: int | None = None,  # kalm only: also at most this many padded tokens per forward (`KaLMEmbedder.encode`)
                      ) -> tuple[dict, dict]:
     "`KaLMEmbedder.encode` vs `SentenceTransformer.encode` on one folder: the report row and the detail (padding, timings, token percentiles)."
     from sentence_transformers import SentenceTransformer
-    from kalm.base_rows import cpu_precision
+    from kalm.bidirectional import cpu_precision
     from kalm.embedder import KaLMEmbedder
     texts = list(texts)
     st = SentenceTransformer(str(folder), device='cpu', local_files_only=True)

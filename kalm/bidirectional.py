@@ -18,9 +18,9 @@ from .core import KalmError
 
 # %% auto #0
 __all__ = ['SUPPORTED_DECODERS', 'MIN_TRANSFORMERS', 'KaLMLoadError', 'UnsupportedFamilyError', 'model_family', 'check_family',
-           'bf16_autocast', 'attention_kind', 'set_causal', 'make_bidirectional', 'position_ids_from_mask',
-           'padding_only_mask', 'reference_hidden_states', 'dependency_matrix', 'sliding_window_mask',
-           'packed_attention_masks']
+           'bf16_autocast', 'cpu_precision', 'attention_kind', 'set_causal', 'make_bidirectional',
+           'position_ids_from_mask', 'padding_only_mask', 'reference_hidden_states', 'dependency_matrix',
+           'sliding_window_mask', 'packed_attention_masks']
 
 # %% ../nbs/05_bidirectional.ipynb #6a5d7620
 SUPPORTED_DECODERS = ("qwen2", "qwen3", "llama", "mistral", "gemma3_text")  # decoder families kalm can make bidirectional
@@ -73,6 +73,13 @@ def bf16_autocast(
     if p.device.type == "cuda" and p.dtype == torch.float32:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def cpu_precision(precision: str = "fp32"):
+    "A context that runs CPU matmuls in bf16 (`precision='bf16'`) or leaves them in float32 (`'fp32'`)."
+    if precision not in ("fp32", "bf16"):
+        raise KalmError(f"must be fp32 or bf16, got {precision!r}", field="precision")
+    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
 
 
 def _last_hidden(model: PreTrainedModel, **kw) -> torch.Tensor:

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .core import Config, ConfigError, KalmError, atomic_write, cli_errors, write_json
 from .provenance import code_version
 from .checkpoint import read_lineage
+from .bidirectional import cpu_precision
 from .data_cards import load_rows, save_rows
 from .embedder import KaLMEmbedder
 from .instructions import format_query
@@ -398,6 +399,8 @@ class MineConfig(Config):
     keep_existing: bool = True            # keep the rows' own negatives first (KaLM)
     max_length: int = 512                 # tokens per text when encoding
     batch_size: int = 64                  # texts per forward
+    batch_tokens: int | None = None       # and at most this many padded tokens per forward (None: `batch_size` texts whatever their length)
+    precision: str = 'fp32'               # fp32 | bf16: CPU autocast while encoding (kalm.bidirectional.cpu_precision)
     seed: int = 0
     teacher: str | None = None            # teacher model folder: adds teacher_scores (distillation)
     filter_labelled: bool = False         # the filter also drops rows with a class label (classification / clustering); False: never
@@ -409,6 +412,8 @@ class MineConfig(Config):
         if self.filter_topk is not None and self.filter_topk < 1: self._bad('filter_topk', "must be >= 1 or null")
         for f in ('num_negatives', 'max_length', 'batch_size'):
             if getattr(self, f) < (0 if f == 'num_negatives' else 1): self._bad(f, "out of range")
+        if self.batch_tokens is not None and self.batch_tokens < 1: self._bad('batch_tokens', "must be >= 1 or null")
+        if self.precision not in ('fp32', 'bf16'): self._bad('precision', f"must be fp32 or bf16, got {self.precision!r}")
 
     def resolve_paths(self, base):
         absd = lambda p: str((Path(base)/p).resolve()) if p and not Path(p).is_absolute() else p
@@ -417,8 +422,11 @@ class MineConfig(Config):
 # %% ../nbs/12_hard_negatives.ipynb #23fb8357
 def _encode_fn(path: str, cfg: MineConfig) -> Callable:
     emb = KaLMEmbedder.load(path)
-    return lambda texts, instruction=None: emb.encode(list(texts), instruction=instruction, batch_size=cfg.batch_size,
-                                                      max_length=cfg.max_length, show_progress_bar=False)
+    def encode(texts, instruction=None):
+        with cpu_precision(cfg.precision):
+            return emb.encode(list(texts), instruction=instruction, batch_size=cfg.batch_size, max_length=cfg.max_length,
+                              batch_tokens=cfg.batch_tokens, show_progress_bar=False)
+    return encode
 
 
 def mine_stage(cfg: MineConfig | str | Path,   # mining config or its YAML

@@ -41,7 +41,7 @@ class EvalConfig(Config):
     batch_tokens: int | None = None     # kalm models: also at most this many padded tokens per forward (KaLMEmbedder.encode; None: no bound)
     max_length: int = 512               # truncation in tokens
     as_in_paper: bool = True            # MTEB(cmn, v1) with the paper's 35 tasks (mteb's benchmark has 31)
-    precision: str = 'fp32'             # fp32 | bf16: CPU bf16 autocast while encoding (kalm.base_rows.cpu_precision)
+    precision: str = 'fp32'             # fp32 | bf16: CPU bf16 autocast while encoding (kalm.bidirectional.cpu_precision)
     zero_shot: bool = False             # also score the untrained start model: causal + last token, causal + mean, bidirectional + mean
     st_baseline: dict[str, Any] | None = None  # also a plain sentence-transformers fine-tune of the start model on the run's rows, with its budget: pairs | seconds (kalm.base_rows.st_budget, st_baseline arguments)
 
@@ -51,9 +51,8 @@ class EvalConfig(Config):
         if self.precision not in ('fp32', 'bf16'): self._bad('precision', "must be fp32 or bf16")
         if isinstance(self.baselines, list) and set(self.baselines) - {'random-init twin', 'all-MiniLM-L6-v2', 'string rule'}:
             self._bad('baselines', "must be true, false or a list of: random-init twin, all-MiniLM-L6-v2, string rule")
-        extra = set(self.st_baseline or {}) - {'budget', 'max_steps', 'batch_size', 'max_length', 'lr', 'seed'}
-        if extra or (self.st_baseline or {}).get('budget', 'seconds') not in ('pairs', 'seconds'):
-            self._bad('st_baseline', f"unknown setting {sorted(extra)[0]!r} (budget, max_steps, batch_size, max_length, lr, seed)" if extra else "budget must be pairs or seconds")
+        if (extra := set(st := self.st_baseline or {}) - {'budget', 'max_steps', 'batch_size', 'max_length', 'lr', 'seed', 'freeze'}) or st.get('budget', 'seconds') not in ('pairs', 'seconds'):
+            self._bad('st_baseline', f"unknown setting {sorted(extra)[0]!r} (budget, max_steps, batch_size, max_length, lr, seed, freeze)" if extra else "budget must be pairs or seconds")
         if bad := [k for k in ('batch_size', 'max_length', 'batch_tokens') if (v := getattr(self, k)) is not None and v < 1]: self._bad(bad[0], "must be >= 1")
 
 
@@ -466,7 +465,8 @@ def run_models(p: Preset, soup_report: dict, work: str | Path) -> dict[str, Path
 
 def evaluate_run(p: Preset, soup_report: dict, work: str | Path, say=print) -> list:
     "mteb scores (`EvalResult`) of every model of the run, of the baselines, and (if asked) of the start model untrained and fine-tuned plainly."
-    from kalm.base_rows import baseline_rows, cpu_precision, recipe_pairs, st_baseline, st_budget, zero_shot_rows
+    from kalm.base_rows import baseline_rows, recipe_pairs, st_baseline, st_budget, zero_shot_rows
+    from kalm.bidirectional import cpu_precision
     from kalm.checkpoint import weights_key
     from kalm.eval import evaluate
     from kalm.mteb_tasks import subsample_suite

@@ -29,11 +29,11 @@ from .task_format import suite_texts
 from .teachers import teacher_encoder
 from .tracking import progress_mode
 from .trainer import stage_complete, train_stage
-from .memory import release_memory
+from .memory import peak_rss_mb, release_memory, reset_peak
 
 # %% auto #0
 __all__ = ['SOUP_METHODS', 'DistillConfig', 'RecipeConfig', 'plot_soup_scores', 'launch_stage', 'stages_cards', 'recipe_data',
-           'recipe_soups', 'recipe_distill', 'run_recipe', 'recipe_cli']
+           'score_settings', 'recipe_soups', 'recipe_distill', 'run_recipe', 'recipe_cli']
 
 # %% ../nbs/17_recipe.ipynb #ccd5a77c
 @dataclass
@@ -85,6 +85,8 @@ class RecipeConfig(Config):
     score_batch_size: int = 32             # rows per candidate pool of the held-out score
     score_max_length: int = 128            # tokens per text when scoring
     score_negatives: int | None = None     # negatives per held-out row in the candidate pool (None: all)
+    score_batch_tokens: int | None = None  # at most this many padded tokens per forward of the held-out score (None: 64 texts whatever their length)
+    score_precision: str = 'fp32'          # fp32 | bf16: CPU autocast of the held-out scores (kalm.bidirectional.cpu_precision)
     distill: DistillConfig | None = None   # optional V2.5 stage: teacher + the changes to `finetune`
     report_to: str | list[str] = 'auto'    # experiment trackers of every stage (kalm.tracking): auto | none | tensorboard | wandb | mlflow | a list
     launcher: list[str] = field(default_factory=list)  # run each training stage as `kalm-train` under this launcher, e.g. [accelerate, launch, --multi_gpu, --num_processes, '8'] ([]: in this process)
@@ -95,11 +97,11 @@ class RecipeConfig(Config):
         self.pretrain = replace(self.pretrain, name='pretrain', model=self.model, cards=list(self.cards), report_to=self.report_to)
         self.finetune = replace(self.finetune, report_to=self.report_to)
         if self.distill is not None: self.distill = replace(self.distill, report_to=self.report_to)
-        bad = [s for s in self.soups if s not in SOUP_METHODS]
-        if bad: self._bad('soups', f"unknown soup {bad[0]!r} (choose from {SOUP_METHODS})")
+        if bad := [s for s in self.soups if s not in SOUP_METHODS]: self._bad('soups', f"unknown soup {bad[0]!r} (choose from {SOUP_METHODS})")
         if not self.ingredients: self._bad('ingredients', "needs at least one fine-tuning run")
         if self.holdout_rows < 2 and self.soups: self._bad('holdout_rows', "soups need >= 2 held-out rows")
         if self.soup_base not in ('parent', 'root', 'none'): self._bad('soup_base', "must be parent, root or none")
+        if self.score_precision not in ('fp32', 'bf16'): self._bad('score_precision', f"must be fp32 or bf16, got {self.score_precision!r}")
         for f in ('finetune_stages', 'holdout_stages'):
             bad = [s for s in getattr(self, f) or [] if s not in STAGES]
             if bad or getattr(self, f) == []: self._bad(f, f"unknown card stage {bad[0]!r} (choose from {STAGES})" if bad else "needs at least one card stage")
@@ -227,21 +229,27 @@ def recipe_data(cfg: RecipeConfig, run: Path, eval_suite: str | Path | None = No
     return held, overlap
 
 # %% ../nbs/17_recipe.ipynb #bf6d3445
+def score_settings(cfg: RecipeConfig) -> dict:
+    "The `heldout_recall` options of a recipe: every held-out score of a run (soups, distillation) is made alike."
+    return dict(batch_size=cfg.score_batch_size, max_length=cfg.score_max_length, negatives=cfg.score_negatives,
+                batch_tokens=cfg.score_batch_tokens, precision=cfg.score_precision)
+
+
 def recipe_soups(cfg: RecipeConfig, run: Path, held, ings: list[str], pre_model: Path, overlap: int | None,
                  progress: bool = True) -> dict:
     "Step 5: the soups of the fine-tuned runs, every model scored on the held-out rows; `soup_scores.json` (reused when complete)."
-    ekw = dict(batch_size=cfg.score_batch_size, max_length=cfg.score_max_length, negatives=cfg.score_negatives)
+    ekw = score_settings(cfg)
     sfile = run/'soup_scores.json'
     report = json.loads(sfile.read_text()) if sfile.is_file() else {}
     rel = lambda p: os.path.relpath(p, run)  # run files name paths relative to the run folder
     if report.get('ingredients_paths') == [rel(p) for p in ings] and set(report.get('soups', {})) == {f'soup-{m}' for m in cfg.soups} \
-       and report.get('soup_pretrained', False) == cfg.soup_pretrained: return report
+       and report.get('soup_pretrained', False) == cfg.soup_pretrained and report.get('score_settings', dict(ekw, batch_tokens=None, precision='fp32')) == ekw: return report  # (before the setting was recorded: fp32, 64 texts)
     cands = ings + ([str(pre_model)] if cfg.soup_pretrained else [])  # the soups' candidates: the fine-tuned runs (and the base)
     scores = {p: heldout_recall(KaLMEmbedder.load(p, device='cpu'), held, **ekw) for p in [*ings, str(pre_model)]}
     names = {p: Path(p).parent.name for p in cands}
     report = dict(name=cfg.name, metric='recall@1', heldout_rows=len(held), eval_overlap=overlap, ingredients_paths=[rel(p) for p in ings],
                   ingredients={names[p]: scores[p] for p in ings}, pretrain=scores[str(pre_model)], soup_pretrained=cfg.soup_pretrained,
-                  soups={}, paths={})
+                  score_settings=ekw, soups={}, paths={})
     for m in cfg.soups:
         out = run/f'soup-{m}'
         release_memory()  # the scored models and the previous soup go back to the system first (kalm.memory)
@@ -254,7 +262,8 @@ def recipe_soups(cfg: RecipeConfig, run: Path, held, ings: list[str], pre_model:
             r = greedy_soup(cands, out, held, scores={p: scores[p] for p in cands}, base=cfg.soup_base, progress=progress, **ekw)
             report['greedy_accepted'] = [names[p] for p, w in zip(r.ingredients, r.weights) if w > 0]
             report['greedy_log'] = [dict(e, ingredient=names[e['ingredient']]) for e in r.log]
-        report['soups'][f'soup-{m}'] = heldout_recall(KaLMEmbedder.load(out, device='cpu'), held, **ekw)
+        # the greedy soup was scored while it was chosen (the same arithmetic as the saved soup): not scored twice
+        report['soups'][f'soup-{m}'] = r.soup_score if r.soup_score is not None else heldout_recall(KaLMEmbedder.load(out, device='cpu'), held, **ekw)
         report['paths'][f'soup-{m}'] = rel(out)
     write_json(sfile, report)
     return report
@@ -273,8 +282,7 @@ def recipe_distill(cfg: RecipeConfig, run: Path, mined: Path, start: str, held, 
         write_json(sfile, spec)
     sc = replace(cfg.distill.stage_config(), name='distill', model=start, data=str(dfile))
     dm = launch_stage(sc, run/'distill', cfg.launcher, progress)
-    return heldout_recall(KaLMEmbedder.load(dm, device='cpu'), held, batch_size=cfg.score_batch_size, max_length=cfg.score_max_length,
-                          negatives=cfg.score_negatives)
+    return heldout_recall(KaLMEmbedder.load(dm, device='cpu'), held, **score_settings(cfg))
 
 
 def run_recipe(cfg: RecipeConfig | str | Path,  # recipe config or its YAML
@@ -290,25 +298,32 @@ def run_recipe(cfg: RecipeConfig | str | Path,  # recipe config or its YAML
     atomic_write(run/'recipe.yaml', cfg.to_yaml())
     write_json(run/'env.json', dict(code_version(), argv=sys.argv))
     say = print if progress else (lambda *a, **k: None)
-    t0 = time.time()
-    held, overlap = recipe_data(cfg, run, eval_suite)
+    t0, steps = time.time(), {}
+    def step(name, fn):  # each step's seconds and peak resident memory in this call (a reused step: what checking it cost)
+        t, _ = time.time(), reset_peak()
+        out = fn()
+        steps[name] = dict(seconds=round(time.time() - t, 1), peak_rss_mb=peak_rss_mb())
+        return out
+    held, overlap = step('data', lambda: recipe_data(cfg, run, eval_suite))
     say(f"data: {len(load_rows(run/'data'/'finetune.jsonl.gz'))} fine-tuning rows, {len(held)} held-out rows (eval overlap: {overlap})")
-    pre_model = launch_stage(cfg.pretrain, run/'pretrain', cfg.launcher, progress)
+    pre_model = step('pretrain', lambda: launch_stage(cfg.pretrain, run/'pretrain', cfg.launcher, progress))
     if progress_mode(progress) == 'lines': say("mining: start")
-    mined = mine_stage(replace(cfg.mine, model=str(pre_model), data=str(run/'data'/'finetune.jsonl.gz')), run/'mine',
-                       progress=progress_mode(progress) == 'bar')
+    mined = step('mine', lambda: mine_stage(replace(cfg.mine, model=str(pre_model), data=str(run/'data'/'finetune.jsonl.gz')), run/'mine',
+                                            progress=progress_mode(progress) == 'bar'))
     if progress_mode(progress) == 'lines':
         ms = json.loads((run/'mine'/'mine_stats.json').read_text())
         say(f"mining: done, kept {ms['kept']} of {ms['rows']} rows")
-    ings = [str(launch_stage(replace(cfg.ingredient(i), model=str(pre_model), data=str(mined)), run/f'finetune-{i}', cfg.launcher, progress))
+    ings = [str(step(f'finetune-{i}', lambda i=i: launch_stage(replace(cfg.ingredient(i), model=str(pre_model), data=str(mined)),
+                                                               run/f'finetune-{i}', cfg.launcher, progress)))
             for i in range(1, len(cfg.ingredients) + 1)]
-    report = recipe_soups(cfg, run, held, ings, pre_model, overlap, progress)
+    report = step('soups', lambda: recipe_soups(cfg, run, held, ings, pre_model, overlap, progress))
     plot_soup_scores(report).savefig(run/'soup_scores.png', dpi=100)
     if cfg.distill is not None:
         start = str(run/report['paths']['soup-greedy']) if 'soup-greedy' in report['paths'] else \
                 str(run/next(iter(report['paths'].values()))) if report['paths'] else ings[0]
-        report['distill'] = recipe_distill(cfg, run, mined, start, held, progress)
+        report['distill'] = step('distill', lambda: recipe_distill(cfg, run, mined, start, held, progress))
         write_json(run/'soup_scores.json', report)
+    write_json(run/'recipe_steps.json', steps)
     say(f"recipe {cfg.name}: done in {time.time() - t0:.0f} s")
     return report
 

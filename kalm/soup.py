@@ -21,6 +21,7 @@ from .core import ConfigError, KalmError, cli_errors, weights_hash
 from .provenance import code_version
 from .data_cards import load_rows
 from .embedder import KaLMEmbedder
+from .bidirectional import cpu_precision
 from .instructions import resolve_instruction
 from .stage import StageConfig, check_rows
 
@@ -153,23 +154,29 @@ def heldout_recall(emb: KaLMEmbedder,         # the model to score
                  max_length: int = 128,     # tokens per text
                  temperature: float = 0.05, # τ of the held-out InfoNCE loss
                  negatives: int | None = None,  # use at most this many of each row's negatives (None: all)
+                 batch_tokens: int | None = None,  # at most this many padded tokens per forward (`KaLMEmbedder.encode`)
+                 precision: str = 'fp32',   # fp32 | bf16: CPU autocast while encoding (`kalm.bidirectional.cpu_precision`)
                 ) -> dict[str, float]:
     "`recall@1` of the positive among its batch's candidates, the InfoNCE `loss`, recall@1 `per_category`, and each row's `hits` (1: its positive ranked first), on held-out rows."
     cols = check_rows(rows, StageConfig(), 'held-out rows')
     n = len(cols['query'])
     if n < 2: raise SoupError(f"held-out set has {n} rows; need >= 2")
-    hits, loss_sum, by = [0] * n, 0.0, {}
+    keys, pools = {}, []  # (text, instruction) -> its index in one encode call; per pool: rows, query keys, candidate keys
+    key = lambda t, ins: keys.setdefault((t, ins), len(keys))
     for s in range(0, n, batch_size):
         idx = list(range(s, min(n, s + batch_size)))
         if len(idx) < 2: continue
-        qi = [resolve_instruction(cols['task_type'][i], 'query', instruction=cols['instruction'][i] or '') for i in idx]
-        di = [resolve_instruction(cols['task_type'][i], 'document', instruction=cols['instruction'][i] or '') for i in idx]
+        ins = {side: [resolve_instruction(cols['task_type'][i], side, instruction=cols['instruction'][i] or '') for i in idx]
+               for side in ('query', 'document')}
         negs = [list(cols['neg'][i] or [])[:negatives] for i in idx]
-        docs = [cols['pos'][i] for i in idx] + [t for ns in negs for t in ns]
-        dins = di + [d for d, ns in zip(di, negs) for _ in ns]
-        q = emb.encode([cols['query'][i] for i in idx], instruction=qi, batch_size=64, max_length=max_length, convert_to_tensor=True)
-        D = emb.encode(docs, instruction=dins, batch_size=64, max_length=max_length, convert_to_tensor=True)
-        S = q @ D.T
+        docs = [key(cols['pos'][i], d) for i, d in zip(idx, ins['document'])] + [key(t, d) for d, ns in zip(ins['document'], negs) for t in ns]
+        pools.append((idx, [key(cols['query'][i], q) for i, q in zip(idx, ins['query'])], docs))
+    with cpu_precision(precision):  # every distinct text once, length-sorted batches
+        E = emb.encode([t for t, _ in keys], instruction=[i for _, i in keys], batch_size=64, max_length=max_length,
+                       convert_to_tensor=True, batch_tokens=batch_tokens)
+    hits, loss_sum, by = [0] * n, 0.0, {}
+    for idx, q, docs in pools:
+        S = E[q] @ E[docs].T
         for i, h in zip(idx, (S.argmax(1) == torch.arange(len(idx))).int().tolist()): hits[i] = h; by.setdefault(cols['category'][i], []).append(h)
         loss_sum += float(torch.nn.functional.cross_entropy(S / temperature, torch.arange(len(idx)), reduction='sum'))
     return {'recall@1': sum(hits) / n, 'loss': loss_sum / n, 'per_category': {k: sum(v) / len(v) for k, v in sorted(by.items())}, 'hits': hits}
