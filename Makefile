@@ -33,7 +33,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 STAMP := $(VENV)/.kalm-installed
 PIP := $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: setup test check-sync nbtest pytest pipeline seeds base-model ablations benchmarks export clean readme lock drift
+.PHONY: setup test check-sync nbtest pytest pipeline seeds base-model ablations ablation-stats benchmarks export clean readme lock drift
 
 setup: $(STAMP)
 # With the lock: its packages with --no-deps and --require-hashes (nothing resolved, nothing newer), torch from
@@ -140,6 +140,11 @@ ablations: setup $(if $(BASE_MODEL_OF_$(PRESET)),base-model)
 	mkdir -p $(ABLATIONS_OUT)
 	$(BIN)/papermill nbs/run_ablations.ipynb $(ABLATIONS_OUT)/run_ablations.ipynb --cwd nbs --log-output -y "$(ABLATIONS_$(PRESET))"
 	$(BIN)/jupyter nbconvert --to html --log-level WARN $(ABLATIONS_OUT)/run_ablations.ipynb
+
+# `make ablation-stats`: today's statistics (Holm, family intervals, the margin of "negligible", exact MDE) on the scores
+# of both committed studies, without training (kalm.ablations.restate_study): reports/ablations[/gemma3]/restated.md
+ablation-stats: setup
+	$(BIN)/python -c "from kalm.ablations import restate_study; [print(restate_study(p)) for p in ('reports/ablations/ablations.json', 'reports/ablations/gemma3/ablations.json')]"
 
 # kalm vs sentence-transformers: encode, training, peak memory, CPU MFU, pipeline stages (about 15 minutes on 2 cores);
 # where CUDA is present also kalm's GPU training throughput and the mini recipe's stage times (reports/benchmarks/gpu-*.json)

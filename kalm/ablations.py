@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import ConfigError
+from .core import ConfigError, atomic_write, write_json
 from .provenance import code_version, describe_environment
 from .hard_negatives import mine_stage
 from .pipeline import Preset, best_ingredient, load_preset
@@ -21,9 +21,9 @@ from .stage import StageConfig
 from .trainer import train_stage
 
 # %% auto #0
-__all__ = ['ABLATION_ROWS', 'seed_preset', 'finetune_variant', 'causal_variant', 'filter_variant', 'labeling_variant',
-           'distill_controls', 'ablation_rows', 'run_seed', 'paired_stats', 'bootstrap_ci', 'verdict', 'items_interval',
-           'ablation_table', 'plot_ablations', 'ablation_notes']
+__all__ = ['ABLATION_ROWS', 'SAME_MODEL', 'seed_preset', 'finetune_variant', 'causal_variant', 'filter_variant',
+           'labeling_variant', 'distill_controls', 'ablation_rows', 'run_seed', 'paired_stats', 'bootstrap_ci',
+           'row_verdict', 'items_interval', 'ablation_table', 'plot_ablations', 'ablation_notes', 'restate_study']
 
 # %% ../nbs/24_ablations.ipynb #39675e0e
 ABLATION_ROWS = [  # (row, variant, reference, paper Δ cmn, paper Δ eng, metric)
@@ -122,13 +122,14 @@ def run_seed(p: Preset, run: Path, eval_suite=None, rows: list | None = None) ->
 
 # %% ../nbs/24_ablations.ipynb #c2cc1b19
 def paired_stats(d, alpha: float = 0.05, power: float = 0.8) -> dict:
-    "Mean, sd, n, t-based (1 − alpha) CI, two-sided p and the minimal detectable effect (at `power`) of paired differences `d`."
+    "Mean, sd, n, t-based (1 − alpha) CI, two-sided p and the exact minimal detectable effect (noncentral t, at `power` and `alpha`) of paired differences `d`."
     from scipy import stats
+    from kalm.paired_ci import exact_mde
     d = np.asarray(d, dtype=float); n = len(d); mean = float(d.mean()) if n else float('nan')
     if n < 2: return dict(n=n, mean=mean, sd=float('nan'), ci=(float('nan'), float('nan')), p=float('nan'), mde=float('nan'))
     sd = float(d.std(ddof=1)); se = sd/np.sqrt(n); tq = stats.t.ppf(1 - alpha/2, n - 1)
     p = float(2*stats.t.sf(abs(mean)/se, n - 1)) if se > 0 else (0.0 if mean != 0 else 1.0)
-    return dict(n=n, mean=mean, sd=sd, ci=(mean - tq*se, mean + tq*se), p=p, mde=float((tq + stats.t.ppf(power, n - 1))*se))
+    return dict(n=n, mean=mean, sd=sd, ci=(mean - tq*se, mean + tq*se), p=p, mde=exact_mde(se, n, alpha, power))
 
 
 def bootstrap_ci(x, n_boot: int = 10_000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
@@ -139,23 +140,27 @@ def bootstrap_ci(x, n_boot: int = 10_000, alpha: float = 0.05, seed: int = 0) ->
     return float(np.quantile(m, alpha/2)), float(np.quantile(m, 1 - alpha/2))
 
 
-def verdict(st: dict, paper: float | None) -> str:
-    "The verdict of a row from its paired t interval (`paired_stats`) and the paper's Δ (None: no paper figure)."
-    lo, hi = st['ci']
-    if not (np.isfinite(lo) and np.isfinite(hi)) or lo <= 0 <= hi: return 'not resolved at this scale'
-    sign = 1 if lo > 0 else -1
-    if paper is None: return 'gain (no paper figure)' if sign > 0 else 'loss (no paper figure)'
-    return 'reproduced' if sign == np.sign(paper) else 'opposite'
+SAME_MODEL = 'not applicable (a model compared with itself)'
+
+
+def row_verdict(lo: float, hi: float,  # the row's family interval (points)
+                paper: float | None,   # the paper's Δ (None: no paper figure)
+                margin: float,         # equivalence margin of 'negligible' (points)
+                same: bool = False,    # the variant is its reference in every seed
+               ) -> str:
+    "negligible | gain | loss | reproduced | same direction, other size | opposite | inconclusive | not applicable."
+    from kalm.paired_ci import verdict
+    if same: return SAME_MODEL
+    if not (np.isfinite(lo) and np.isfinite(hi)): return 'inconclusive'
+    v = verdict(lo, hi, margin)
+    if v in ('negligible', 'inconclusive'): return v
+    if paper is None: return 'gain' if v == 'better' else 'loss'
+    if (v == 'better') != (paper > 0): return 'opposite'
+    return 'reproduced' if lo <= paper <= hi else 'same direction, other size'
 
 # %% ../nbs/24_ablations.ipynb #ed6742c3
 def _deltas(S, var, ref, cols):
     return (S[S.model == var].set_index('seed')[cols] - S[S.model == ref].set_index('seed')[cols]).dropna()
-
-
-def _items_columns(d: dict | None) -> dict:
-    "The table's columns for one row's items-and-seeds interval (`items_interval`)."
-    if d is None: return {'ΔMTK family CI (items × seeds)': '–', 'verdict (items × seeds)': '–'}
-    return {'ΔMTK family CI (items × seeds)': f"[{d['lo']:+.2f}, {d['hi']:+.2f}]", 'verdict (items × seeds)': d['verdict']}
 
 
 def items_interval(items: dict,        # (seed, model) -> {task: `kalm.paired_ci.TaskItems`}
@@ -169,32 +174,52 @@ def items_interval(items: dict,        # (seed, model) -> {task: `kalm.paired_ci
     return paired_difference(a, b, level=level) if seeds and all(a) and all(b) else None
 
 
+def _row(d, metric, paper, level, margin, boot, it) -> dict:
+    "One row's statistics at the family `level`: t over seeds, the task bootstrap, the items-and-seeds interval (MTK rows), verdict."
+    from kalm.paired_ci import equivalence_margin
+    st, same = paired_stats(d[metric].values, alpha=1 - level), bool(len(d) and (d.values == 0).all())
+    it = it if metric == 'MTK' else None  # the item records give MTK: a task-type row is judged on its seeds
+    mg = margin if margin is not None else equivalence_margin(it['se'] if it else None)
+    lo, hi = (it['lo'], it['hi']) if it else st['ci']
+    ci = lambda a, b: '–' if same or not np.isfinite(a) else f"[{a:+.2f}, {b:+.2f}]"
+    return {'metric': metric, 'Δ mean ± sd': f"{st['mean']:+.2f} ± {st['sd']:.2f}", 'CI (t, seeds)': ci(*st['ci']),
+            'p': np.nan if same else st['p'], 'MDE (exact, 80% power)': '–' if same else f"{st['mde']:.2f}",
+            'CI (bootstrap, tasks)': ci(*boot), 'CI (items × seeds)': '–' if it is None else ci(it['lo'], it['hi']),
+            'p (items × seeds)': np.nan if same or it is None else it['p'], 'ΔMTK': f"{d.MTK.mean():+.2f}", 'seeds': st['n'],
+            'paper Δ cmn': '–' if paper[0] is None else f"{paper[0]:+.2f}", 'paper Δ eng': '–' if paper[1] is None else f"{paper[1]:+.2f}",
+            'margin': f"±{mg:.2f}", 'verdict': row_verdict(lo, hi, paper[0], mg, same)}
+
+
 def ablation_table(S: 'pd.DataFrame', rows=ABLATION_ROWS, task_scores: 'pd.DataFrame | None' = None,
-                   items: dict | None = None,  # (seed, model) -> item records (`EvalResult.items`): adds the items-and-seeds interval
+                   items: dict | None = None,     # (seed, model) -> item records (`EvalResult.items`): the items-and-seeds interval of MTK rows
+                   margin: float | None = None,   # equivalence margin in points (None: max(0.3, the row's paired items-and-seeds SE))
+                   level: float = 0.95,           # the family level: every row's interval at 1 − (1 − level)/m
                   ) -> tuple['pd.DataFrame', 'pd.DataFrame', 'pd.DataFrame']:
-    "(table with paired statistics and verdicts, Δ per task type, Δ per seed) from scores per seed and model (MTK, MTY, per type)."
+    "(table with paired statistics, Holm-adjusted p-values and verdicts, Δ per task type, Δ per seed) from scores per seed and model."
     import pandas as pd
-    from kalm.paired_ci import family_level
-    present = [r for r in rows if r[1] in S['model'].values and r[2] in S['model'].values]
-    each = family_level(0.95, len(present))  # the rows' intervals hold together at 95% (Bonferroni)
+    from kalm.paired_ci import family_level, holm
     cols = [c for c in S.columns if c not in ('seed', 'model')]
+    present = [r for r in rows if r[1] in S['model'].values and r[2] in S['model'].values and r[5] in cols]
+    deltas = {r[0]: _deltas(S, r[1], r[2], cols) for r in present}
+    m = sum(not (len(d) and (d.values == 0).all()) for d in deltas.values())  # a model against itself does not count
+    each = family_level(level, m)
+    tp = task_scores.pivot_table(index=['seed', 'task'], columns='model', values='score') if task_scores is not None else None
     table, per_type, per_seed = [], [], {}
-    for row, var, ref, pc, pe, metric in rows:
-        if var not in S['model'].values or ref not in S['model'].values or metric not in cols: continue
-        d = _deltas(S, var, ref, cols); st = paired_stats(d[metric].values)
-        boot = (float('nan'), float('nan'))
-        if task_scores is not None and metric == 'MTK':  # MTK is the mean over tasks: resample the tasks
-            t = task_scores.pivot_table(index=['seed', 'task'], columns='model', values='score')
-            if var in t and ref in t: boot = bootstrap_ci((t[var] - t[ref]).groupby(level='task').mean().dropna().values)
-        table.append({'row': row, 'metric': metric, 'Δ mean ± sd': f"{st['mean']:+.2f} ± {st['sd']:.2f}", '95% CI (t, seeds)': f"[{st['ci'][0]:+.2f}, {st['ci'][1]:+.2f}]",
-                      'p': f"{st['p']:.3f}", 'MDE (80% power)': f"{st['mde']:.2f}",
-                      '95% CI (bootstrap, tasks)': '–' if not np.isfinite(boot[0]) else f"[{boot[0]:+.2f}, {boot[1]:+.2f}]",
-                      'ΔMTK': f"{d.MTK.mean():+.2f}", 'seeds': st['n'], 'paper Δ cmn': '–' if pc is None else f"{pc:+.2f}",
-                      'paper Δ eng': '–' if pe is None else f"{pe:+.2f}", 'verdict': verdict(st, pc),
-                      **({} if items is None else _items_columns(items_interval(items, var, ref, level=each)))})
+    for row, var, ref, pc, pe, metric in present:
+        d, boot = deltas[row], (float('nan'), float('nan'))
+        if tp is not None and metric == 'MTK' and var in tp and ref in tp:  # MTK is the mean over tasks: resample the tasks
+            boot = bootstrap_ci((tp[var] - tp[ref]).groupby(level='task').mean().dropna().values, alpha=1 - each)
+        it = items_interval(items, var, ref, level=each) if items else None
+        table.append({'row': row, **_row(d, metric, (pc, pe), each, margin, boot, it)})
         per_type.append(pd.Series({c: d[c].mean() for c in cols}, name=row))
         per_seed[row] = d[metric]
-    return pd.DataFrame(table).set_index('row'), pd.DataFrame(per_type).round(2), pd.DataFrame(per_seed).T.round(2)
+    T = pd.DataFrame(table).set_index('row')
+    for k in ('p', 'p (items × seeds)'):
+        T.insert(T.columns.get_loc(k) + 1, f'{k} Holm', holm(T[k].values))
+        T[k], T[f'{k} Holm'] = (T[c].map(lambda v: '–' if not np.isfinite(v) else f"{v:.3f}") for c in (k, f'{k} Holm'))
+    if not items: T = T.drop(columns=['CI (items × seeds)', 'p (items × seeds)', 'p (items × seeds) Holm'])
+    T.attrs.update(level=each, rows_compared=m)
+    return T, pd.DataFrame(per_type).round(2), pd.DataFrame(per_seed).T.round(2)
 
 
 def plot_ablations(S: 'pd.DataFrame', T: 'pd.DataFrame', rows=ABLATION_ROWS):
@@ -249,3 +274,32 @@ def ablation_notes(work: Path, seeds: list, heldout: dict, models: dict, timings
                      f"`{model_name}` preset pre-trains with frozen, zero-initialised blocks (token embeddings only), where attention has no effect. "
                      "So here *w/o bidirectional* measures the causal mask during fine-tuning (and at inference), not during pre-training.")
     return notes, dict(same_pretrain_weights=same_pre, mined_rows=mined, stage_seconds=stage_s, code=cv)
+
+# %% ../nbs/24_ablations.ipynb #924c98c8
+def restate_study(report: str | Path,          # a study's ablations.json
+                  margin: float | None = None,  # equivalence margin in points (None: 0.3, the floor: no item records here)
+                  level: float = 0.95,
+                 ) -> Path:
+    "Today's statistics (`ablation_table`) on a finished study's scores; `restated.md` and `restated.json` beside it."
+    import pandas as pd
+    from kalm.reports import markdown_table, repo_relative
+    report = Path(report)
+    try: d = json.loads(report.read_text()); S, TS = pd.DataFrame(d['scores']), pd.DataFrame(d['task_scores'])
+    except (OSError, ValueError, KeyError) as e: raise ConfigError(str(report), 'scores', f"not a study's ablations.json ({e})") from None
+    names = [t['row'] for t in d.get('table', [])]
+    T, PT, PS = ablation_table(S, [r for r in ABLATION_ROWS if r[0] in names], TS, margin=margin, level=level)
+    src, now = d.get('code', {}), code_version()
+    md = [f"# {d.get('preset', '?')} ablations, restated", "",
+          f"The scores of `{repo_relative(report)}` (preset `{d.get('preset')}`, seeds {d.get('seeds')}, {d.get('limit')} items per task; made at commit "
+          f"{str(src.get('git_commit', '?'))[:7]}) under the statistics of commit {str(now.get('git_commit', '?'))[:7]} (`kalm.ablations.ablation_table`). "
+          "Command: `make ablation-stats`.", "",
+          f"Every interval at the family level {T.attrs['level']:.4f} = 1 − {1 - level:.2f}/{T.attrs['rows_compared']} (Bonferroni over the rows compared); p beside its "
+          "Holm adjustment; MDE exact (noncentral t, 80% power, at the family level); verdict from the family t interval over seeds and the margin "
+          "(negligible inside it; reproduced / same direction, other size / opposite against the paper's cmn Δ; gain / loss without one; "
+          "inconclusive; not applicable for a model compared with itself). No item records: the items-and-seeds interval needs a new run.", "",
+          markdown_table(T), ""]
+    atomic_write(report.with_name('restated.md'), '\n'.join(md))
+    write_json(report.with_name('restated.json'), dict(source=repo_relative(report), source_code=src, code=now, margin=margin, level=level,
+                                                      family_level=T.attrs['level'], rows_compared=T.attrs['rows_compared'],
+                                                      table=T.reset_index().to_dict('records')))
+    return report.with_name('restated.md')

@@ -21,7 +21,8 @@ from .core import KalmError, read_jsonl, write_jsonl
 # %% auto #0
 __all__ = ['ITEM_METRICS', 'average_precision', 'weighted_f1', 'v_measure', 'TaskItems', 'ItemScoreError', 'task_items',
            'check_items', 'prediction_dir', 'drop_unpredicted', 'collect_items', 'save_items', 'load_items', 'mtk',
-           'bootstrap_mtk', 'verdict', 'family_level', 'paired_difference', 'mtk_se']
+           'bootstrap_mtk', 'verdict', 'bootstrap_p', 'family_level', 'paired_difference', 'mtk_se', 'holm',
+           'exact_mde', 'equivalence_margin']
 
 # %% ../nbs/19c_paired_ci.ipynb #6b275011
 def average_precision(y: np.ndarray, s: np.ndarray) -> float:
@@ -252,6 +253,12 @@ def verdict(lo: float, hi: float, margin: float) -> str:
     return 'better' if lo > 0 else 'worse' if hi < 0 else 'inconclusive'
 
 
+def bootstrap_p(d: np.ndarray) -> float:
+    "Two-sided bootstrap p-value of 'no difference' from replicates `d` of a difference: twice the smaller tail at 0 (at most 1)."
+    d = np.asarray(d, float)
+    return float(min(1.0, 2 * min(np.mean(d <= 0), np.mean(d >= 0)))) if len(d) else float('nan')
+
+
 def family_level(level: float, m: int) -> float:
     "Bonferroni: the level of each of `m` intervals so that all of them hold together with probability >= `level`."
     return 1 - (1 - level) / max(m, 1)
@@ -269,10 +276,43 @@ def paired_difference(a,                     # an evaluation {task: TaskItems}, 
     d = np.subtract(*bootstrap_mtk({'a': ra, 'b': rb}, n_boot=n_boot, seed=seed).values())
     lo, hi = (float(x) for x in np.quantile(d, [(1 - level) / 2, (1 + level) / 2]))
     est = float(np.mean([mtk(x) for x in ra]) - np.mean([mtk(x) for x in rb]))
-    return dict(diff=round(est, 3), lo=round(lo, 3), hi=round(hi, 3), se=round(float(d.std(ddof=1)), 3), level=level,
+    return dict(diff=round(est, 3), lo=round(lo, 3), hi=round(hi, 3), se=round(float(d.std(ddof=1)), 3), level=level, p=bootstrap_p(d),
                 margin=margin, verdict=verdict(lo, hi, margin), seeds=len(ra), items=sum(x.n for x in ra[0].values()), n_boot=n_boot)
 
 
 def mtk_se(ev, n_boot: int = 1000, seed: int = 0) -> float:
     "Item standard error of one evaluation's MTK (bootstrap), in points."
     return round(float(bootstrap_mtk({'x': ev}, n_boot=n_boot, seed=seed)['x'].std(ddof=1)), 3)
+
+# %% ../nbs/19c_paired_ci.ipynb #ea9bd1a7
+def holm(p: Sequence[float]) -> list[float]:
+    "Holm step-down adjusted p-values, in the order given; a NaN (no comparison) stays NaN and does not count."
+    p = np.asarray(p, float)
+    ok = np.flatnonzero(np.isfinite(p))
+    out, run = np.full(len(p), np.nan), 0.0
+    for k, i in enumerate(ok[np.argsort(p[ok], kind='stable')]):
+        run = max(run, min(1.0, (len(ok) - k) * p[i]))
+        out[i] = run
+    return out.tolist()
+
+
+def exact_mde(se: float,            # standard error of the mean paired difference
+              n: int,               # paired observations (seeds)
+              alpha: float = 0.05,  # two-sided level of the test
+              power: float = 0.8,
+             ) -> float:
+    "The true difference a two-sided paired t-test on `n` observations detects with `power`: noncentral t, in the units of `se`."
+    from scipy import optimize, stats
+    if n < 2 or not se > 0: return float('nan')
+    df, tq = n - 1, stats.t.ppf(1 - alpha / 2, n - 1)
+    def reach(lam):  # power at noncentrality lam, minus the power asked (scipy's nct gives NaN far in the tail: power 1 there)
+        pw = stats.nct.sf(tq, df, lam) + stats.nct.cdf(-tq, df, lam)
+        return (1.0 if np.isnan(pw) else pw) - power
+    hi = 1.0
+    while reach(hi) < 0: hi *= 2
+    return float(optimize.brentq(reach, 0.0, hi) * se)
+
+
+def equivalence_margin(se: float | None = None, floor: float = 0.3) -> float:
+    "The margin of 'negligible' in MTK points: the larger of `floor` and the comparison's paired standard error."
+    return float(max(floor, se or 0.0))

@@ -15,7 +15,8 @@ def test_row_subset_trains_and_reports_only_its_rows(tmp_path):
     assert {s['model'] for s in a['scores']} == {'finetune-1', 'w/o focal', 'w/o bidirectional'}
     assert {s['seed'] for s in a['scores']} == {0, 1} and all(t['seeds'] == 2 for t in a['table'])
     # every row also has the paired interval over items and seeds that the pipeline's reports use (kalm.paired_ci)
-    assert all(t['ΔMTK family CI (items × seeds)'].startswith('[') and t['verdict (items × seeds)'] != '–' for t in a['table'])
+    assert all(t['CI (items × seeds)'].startswith('[') and t['p (items × seeds) Holm'] != '–' and t['verdict'] for t in a['table'])
+    assert all(t['p Holm'] != '–' and t['margin'].startswith('±') for t in a['table'])   # raw and Holm-adjusted p, the margin of 'negligible'
     # only what the two rows compare was trained: no second fine-tuning run, soup, distillation or other variant
     assert sorted(p.name for p in (work/'seed0').iterdir()) == ['causal-finetune', 'causal-mine', 'causal-pretrain', 'full', 'nofocal']
     assert not any((work/'seed0'/'full'/d).exists() for d in ('finetune-2', 'soup-greedy', 'distill'))
