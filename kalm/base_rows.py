@@ -126,6 +126,7 @@ def st_baseline(base: str | Path,  # the untrained base (folder, base model name
                 batch_size: int = 32, max_length: int = 64, lr: float = 2e-5, seed: int = 0,
                 precision: str = "fp32",  # fp32 | bf16 (CPU autocast, the HF Trainer's bf16=True)
                 freeze: list[str] | None = None,  # parameter-name regexes that do not train, as a stage's `freeze` (`kalm.stage.freeze_parameters`)
+                gradient_checkpointing: bool = False,  # recompute activations in backward (the HF Trainer's switch): less memory, the same weights
                ) -> dict:
     "A plain sentence-transformers fine-tune (MNRL, in-batch negatives) of the bidirectional base; its report (also `st_baseline.json`)."
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments, losses
@@ -133,10 +134,10 @@ def st_baseline(base: str | Path,  # the untrained base (folder, base model name
     from kalm.stage import freeze_parameters
     out, freeze = Path(out), list(freeze or [])
     want = dict(max_steps=max_steps, batch_size=batch_size, max_length=max_length, lr=lr, seed=seed, precision=precision, rows=len(pairs),
-                freeze=freeze)
+                freeze=freeze, gradient_checkpointing=gradient_checkpointing)
     if (out / "st_baseline.json").is_file() and (out / "modules.json").is_file():  # done: reused if made with these settings
         old = json.loads((out / "st_baseline.json").read_text())
-        if all(old.get(k, [] if k == "freeze" else None) == v for k, v in want.items()): return old
+        if all(old.get(k, {"freeze": [], "gradient_checkpointing": False}.get(k)) == v for k, v in want.items()): return old
     cpu_precision(precision)  # validates it
     release_memory()  # what the run's previous part freed goes back to the system first (kalm.memory)
     start = KaLMEmbedder.load(base, causal=False, device="cpu").save(out.with_name(out.name + ".start"), overwrite=True)
@@ -147,7 +148,8 @@ def st_baseline(base: str | Path,  # the untrained base (folder, base model name
         output_dir=str(out.with_name(out.name + ".trainer")), max_steps=max_steps, per_device_train_batch_size=batch_size,
         learning_rate=lr, warmup_ratio=0.1, lr_scheduler_type="linear", seed=seed, data_seed=seed, bf16=precision == "bf16",
         use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to="none", logging_steps=max(1, max_steps // 20),
-        batch_sampler=BatchSamplers.NO_DUPLICATES, dataloader_drop_last=True, disable_tqdm=True)
+        batch_sampler=BatchSamplers.NO_DUPLICATES, dataloader_drop_last=True, disable_tqdm=True,
+        gradient_checkpointing=gradient_checkpointing)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs, loss=losses.MultipleNegativesRankingLoss(model),
                                          callbacks=[_budget_callback(budget_s)] if budget_s is not None else [])
     t0 = time.time()
@@ -158,7 +160,7 @@ def st_baseline(base: str | Path,  # the untrained base (folder, base model name
     report = dict(steps=int(res.global_step), seconds=round(seconds, 1), budget_s=budget_s, max_steps=max_steps,
                   train_loss=round(float(res.training_loss), 4), pairs_seen=int(res.global_step) * batch_size,
                   rows=len(pairs), batch_size=batch_size, max_length=max_length, lr=lr, seed=seed, precision=precision,
-                  freeze=freeze, trainable_parameters=sum(t.numel() for t in model.parameters() if t.requires_grad), loss="MultipleNegativesRankingLoss", trainer="SentenceTransformerTrainer")
+                  freeze=freeze, gradient_checkpointing=gradient_checkpointing, trainable_parameters=sum(t.numel() for t in model.parameters() if t.requires_grad), loss="MultipleNegativesRankingLoss", trainer="SentenceTransformerTrainer")
     write_json(out / "st_baseline.json", report)
     return report
 

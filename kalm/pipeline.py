@@ -51,8 +51,8 @@ class EvalConfig(Config):
         if self.precision not in ('fp32', 'bf16'): self._bad('precision', "must be fp32 or bf16")
         if isinstance(self.baselines, list) and set(self.baselines) - {'random-init twin', 'all-MiniLM-L6-v2', 'string rule'}:
             self._bad('baselines', "must be true, false or a list of: random-init twin, all-MiniLM-L6-v2, string rule")
-        if (extra := set(st := self.st_baseline or {}) - {'budget', 'max_steps', 'batch_size', 'max_length', 'lr', 'seed', 'freeze'}) or st.get('budget', 'seconds') not in ('pairs', 'seconds'):
-            self._bad('st_baseline', f"unknown setting {sorted(extra)[0]!r} (budget, max_steps, batch_size, max_length, lr, seed, freeze)" if extra else "budget must be pairs or seconds")
+        if (extra := set(st := self.st_baseline or {}) - {'budget', 'max_steps', 'batch_size', 'max_length', 'lr', 'seed', 'freeze', 'gradient_checkpointing'}) or st.get('budget', 'seconds') not in ('pairs', 'seconds'):
+            self._bad('st_baseline', f"unknown setting {sorted(extra)[0]!r} (budget, max_steps, batch_size, max_length, lr, seed, freeze, gradient_checkpointing)" if extra else "budget must be pairs or seconds")
         if bad := [k for k in ('batch_size', 'max_length', 'batch_tokens') if (v := getattr(self, k)) is not None and v < 1]: self._bad(bad[0], "must be >= 1")
 
 
