@@ -18,7 +18,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig
 
 from .base_model import BASE_MODELS, fetch_base_model
 from .bidirectional import KaLMLoadError, check_family, model_family
-from .core import hub_reachable, replace_dir, write_json
+from .core import hub_reachable, replace_dir, write_errors, write_json
 from .embedder import KaLMConfig, KaLMEmbedder, resolve_device
 from .instructions import sentence_transformers_prompts
 from .model_presets import MODEL_PRESET_INIT, MODEL_PRESETS, load_tiny_tokenizer, preset_config, zero_residual_init
@@ -276,9 +276,10 @@ def save_model(emb: KaLMEmbedder,  # the model
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        save_embedder(emb, tmp, overwrite=True)
-        write_json(tmp / "kalm_train.json", info)
-        return replace_dir(tmp, path)
+        with write_errors(path.parent, sum(t.numel() * t.element_size() for t in emb.state_dict().values())):  # a full disk: one line
+            save_embedder(emb, tmp, overwrite=True)
+            write_json(tmp / "kalm_train.json", info)
+            return replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

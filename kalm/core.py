@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
 import gzip
 import hashlib
 import io
@@ -29,16 +30,17 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import yaml
 
 # %% auto #0
-__all__ = ['HF_OFFLINE_VARS', 'TASK_TYPES', 'MTEB_TASK_TYPES', 'TYPE_ORDER', 'KalmError', 'DataError', 'repo_root',
-           'atomic_write', 'write_json', 'replace_dir', 'describe_value', 'read_jsonl', 'jsonl_bytes', 'write_jsonl',
-           'HubUnavailableError', 'hf_offline', 'hub_reachable', 'set_hf_offline', 'settle_hub_mode', 'weights_hash',
-           'normalize_task_type', 'task_type_key', 'ConfigError', 'Config', 'yaml_lines', 'deep_merge',
+__all__ = ['HF_OFFLINE_VARS', 'TASK_TYPES', 'MTEB_TASK_TYPES', 'TYPE_ORDER', 'KalmError', 'DataError', 'repo_root', 'WriteError',
+           'write_errors', 'atomic_write', 'write_json', 'replace_dir', 'describe_value', 'read_jsonl', 'jsonl_bytes',
+           'write_jsonl', 'HubUnavailableError', 'hf_offline', 'hub_reachable', 'set_hf_offline', 'settle_hub_mode',
+           'weights_hash', 'normalize_task_type', 'task_type_key', 'ConfigError', 'Config', 'yaml_lines', 'deep_merge',
            'parse_overrides', 'cli_errors', 'notebook_errors', 'console']
 
 # %% ../nbs/00_core.ipynb #b974136f
 class KalmError(Exception):
     "Base of every error kalm raises for bad input; the message names the file, line and field, and what to do."
     exit_code = 2  # what a console script exits with
+    label = 'error'  # the word its one line starts with
 
     def __init__(self,
                  msg: str = '',              # what is wrong
@@ -84,6 +86,24 @@ def repo_root(start: str | Path | None = None  # where to start looking (default
                             "run from inside the repository or pass `start=`")
 
 
+class WriteError(KalmError, OSError):
+    "A write that failed for a reason outside the run: a full disk, a quota, a read-only or failing filesystem, no permission."
+    errnos = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
+
+
+@contextlib.contextmanager
+def write_errors(folder: str | Path, need: int | None = None):  # the folder written into; the bytes the write needs (None: unknown)
+    "An OS error while writing into `folder` (its errno, safetensors' 'os error 28', or a full filesystem under torch's C++ streams) becomes one `WriteError` line."
+    try: yield
+    except Exception as e:
+        code = getattr(e, 'errno', None) or int((re.search(r'os error (\d+)', str(e)) or [0, 0])[1])
+        free = shutil.disk_usage(next((q for q in [Path(folder), *Path(folder).parents] if q.exists()), Path('/'))).free
+        if code not in WriteError.errnos and free < max(need or 0, 2**20): code = errno.ENOSPC  # torch.save: "iostream error", no errno
+        if isinstance(e, KalmError) or code not in WriteError.errnos: raise
+        space = f"{free / 2**20:,.1f} MiB free there" + (f", the write needed ~{need / 2**20:,.1f} MiB" if need else '')
+        raise WriteError(f"cannot write: {os.strerror(code)} ({space})", folder, hint="free space; what was saved before is intact and resumes") from None
+
+
 def atomic_write(path: str | Path,     # the file to (re)write
                  data: bytes | str,    # its new content (str is written as UTF-8)
                 ) -> Path:
@@ -92,7 +112,7 @@ def atomic_write(path: str | Path,     # the file to (re)write
     if isinstance(data, str): data = data.encode('utf-8')
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
-        with os.fdopen(fd, 'wb') as f: f.write(data); f.flush(); os.fsync(f.fileno())
+        with write_errors(path.parent, len(data)), os.fdopen(fd, 'wb') as f: f.write(data); f.flush(); os.fsync(f.fileno())
         umask = os.umask(0); os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
         os.replace(tmp, path)
@@ -477,13 +497,13 @@ Config.from_yaml = _from_yaml
 
 # %% ../nbs/00_core.ipynb #8fa3820a
 def cli_errors(f: Callable) -> Callable:
-    "Wrap a console script: a `KalmError` becomes one line `error: …` on stderr and `sys.exit(e.exit_code)`."
+    "Wrap a console script: a `KalmError` becomes one line `error: …` (its `label`) on stderr and `sys.exit(e.exit_code)`."
     import functools
     @functools.wraps(f)
     def g(*a, **kw):
         try: return f(*a, **kw)
         except KalmError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"{e.label}: {e}", file=sys.stderr)
             sys.exit(e.exit_code)
     return g
 
@@ -491,7 +511,7 @@ def cli_errors(f: Callable) -> Callable:
 def notebook_errors() -> None:
     "In a notebook (papermill's runs): a `KalmError` shows as one line `error: …` instead of a traceback; the run still stops there."
     if (ip := getattr(sys.modules.get('IPython'), 'get_ipython', lambda: None)()) is not None:  # IPython is imported in a notebook
-        ip.set_custom_exc((KalmError,), lambda sh, et, e, tb, tb_offset=None: sh._showtraceback(et, e, [f"error: {e}"]) or [f"error: {e}"])
+        ip.set_custom_exc((KalmError,), lambda sh, et, e, tb, tb_offset=None: sh._showtraceback(et, e, [f"{e.label}: {e}"]) or [f"{e.label}: {e}"])
 
 
 def console(f: Callable) -> Callable:

@@ -89,7 +89,7 @@ class RecipeConfig(Config):
     score_precision: str = 'fp32'          # fp32 | bf16: CPU autocast of the held-out scores (kalm.bidirectional.cpu_precision)
     distill: DistillConfig | None = None   # optional V2.5 stage: teacher + the changes to `finetune`
     report_to: str | list[str] = 'auto'    # experiment trackers of every stage (kalm.tracking): auto | none | tensorboard | wandb | mlflow | a list
-    launcher: list[str] = field(default_factory=list)  # run each training stage as `kalm-train` under this launcher, e.g. [accelerate, launch, --multi_gpu, --num_processes, '8'] ([]: in this process)
+    launcher: list[str] = field(default_factory=list)  # run each training stage as `kalm-train` under this launcher, e.g. [accelerate, launch, --multi_gpu, --num_processes, '8'], or [python]: this interpreter, one process a stage ([]: in this process)
 
     def __post_init__(self):
         self._wire_blocks()
@@ -180,16 +180,18 @@ def plot_soup_scores(report: dict,          # `soup_scores.json` content
 
 
 def launch_stage(sc: StageConfig, run_dir: Path, launcher: list[str] | None = None, progress: bool = True) -> Path:
-    "Train a stage in this process, or — with a `launcher` such as `accelerate launch …` — as `kalm-train` in the processes it starts."
+    "Train a stage in this process, or — with a `launcher` such as `accelerate launch …` or `python` — as `kalm-train` in the processes it starts."
     if not launcher: return train_stage(sc, run_dir, progress=progress)
     import subprocess
     if stage_complete(sc, run_dir): return Path(run_dir)/'model'
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     atomic_write(Path(run_dir)/'launch.yaml', sc.to_yaml())  # absolute paths, presets and hub ids: the same stage when read back
-    cmd = [*map(str, launcher), '-m', 'kalm.trainer', '--config', str(Path(run_dir)/'launch.yaml'), '--run_dir', str(run_dir)] + ([] if progress else ['--quiet'])
-    r = subprocess.run(cmd)
-    if r.returncode: raise KalmError(f"stage {sc.name} ended with exit code {r.returncode} under {' '.join(map(str, launcher))}"
-                                     " (its run folder resumes from the last checkpoint when the recipe runs again)", run_dir)
+    exe = [sys.executable if launcher[0] == 'python' else str(launcher[0]), *map(str, launcher[1:])]  # `python`: the interpreter running kalm
+    cmd = [*exe, '-m', 'kalm.trainer', '--config', str(Path(run_dir)/'launch.yaml'), '--run_dir', str(run_dir)] + ([] if progress else ['--quiet'])
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as pr:
+        for line in pr.stdout: print(line, end='', flush=True)  # relayed: a notebook shows the stage's lines as its own
+    if pr.returncode: raise KalmError(f"stage {sc.name} ended with exit code {pr.returncode} under {' '.join(map(str, launcher))}"
+                                      " (its run folder resumes from the last checkpoint when the recipe runs again)", run_dir)
     return Path(run_dir)/'model'
 
 
@@ -303,6 +305,10 @@ def run_recipe(cfg: RecipeConfig | str | Path,  # recipe config or its YAML
         t, _ = time.time(), reset_peak()
         out = fn()
         steps[name] = dict(seconds=round(time.time() - t, 1), peak_rss_mb=peak_rss_mb())
+        sf = run/name/'summary.json'  # a stage trained under a launcher: its own process's peak (kalm.trainer writes it)
+        if cfg.launcher and sf.is_file() and sf.stat().st_mtime >= t and (child := json.loads(sf.read_text()).get('peak_rss_mb')):
+            steps[name].update(stage_process_peak_rss_mb=child, peak_rss_mb=max(child, steps[name]['peak_rss_mb'] or 0))
+        release_memory()  # what the step freed goes back to the system before the next one (kalm.memory)
         return out
     held, overlap = step('data', lambda: recipe_data(cfg, run, eval_suite))
     say(f"data: {len(load_rows(run/'data'/'finetune.jsonl.gz'))} fine-tuning rows, {len(held)} held-out rows (eval overlap: {overlap})")

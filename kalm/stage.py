@@ -79,6 +79,7 @@ class StageConfig(Config):
     device: str = 'auto'                  # auto | cpu | cuda
     gradient_checkpointing: bool = False  # recompute activations in backward (less memory, ~30% slower)
     save_every: int = 0                   # checkpoint every N steps (0: none; the final model is always saved)
+    save_every_minutes: float = 0.0       # and every M minutes since the last checkpoint, whichever comes first (0: none; kalm.preemption)
     keep_checkpoints: int = 2             # newest K checkpoints kept
     report_to: str | list[str] = 'auto'   # experiment trackers: auto (TensorBoard if installed) | none | tensorboard | wandb | mlflow | a list
     log_every: int = 0                    # progress line every N steps where output goes to a log (0: about 20 lines per stage)
@@ -93,7 +94,7 @@ class StageConfig(Config):
         for k, w in self.weights.items():
             if not (math.isfinite(w) and w > 0): self._bad('weights', f"weight of {k!r} must be > 0")
         for f, lo in (('batch_size', 1), ('num_negatives', 0), ('query_max_length', 1), ('doc_max_length', 1),
-                      ('save_every', 0), ('keep_checkpoints', 1), ('rows', 1), ('max_rows_per_card', 1), ('steps', 1), ('mini_batch_size', 1),
+                      ('save_every', 0), ('save_every_minutes', 0), ('keep_checkpoints', 1), ('rows', 1), ('max_rows_per_card', 1), ('steps', 1), ('mini_batch_size', 1),
                       ('pack_tokens', 1), ('log_every', 0)):
             v = getattr(self, f)
             if v is not None and v < lo: self._bad(f, f"must be >= {lo}")

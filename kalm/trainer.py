@@ -24,7 +24,7 @@ import yaml
 from fastcore.basics import patch
 from fastcore.script import Param, call_parse
 
-from .core import ConfigError, KalmError, atomic_write, cli_errors, read_jsonl, weights_hash, write_json
+from .core import ConfigError, KalmError, atomic_write, cli_errors, read_jsonl, weights_hash, write_errors, write_json
 from .provenance import code_version
 from .checkpoint import CausalityUnknownError, read_lineage, save_model
 from .embedder import KaLMEmbedder
@@ -35,7 +35,8 @@ from .model_presets import MODEL_PRESETS
 from .run_folders import MANIFEST, RunFolderError, check_run_dir, run_lock, verify_manifest, write_manifest
 from .stage import StageConfig, TextBatch, batch_plan, check_rows, freeze_parameters, make_batch, plan_epoch_steps, plan_hash, plan_sizes, stage_data
 from .tracking import ProgressLines, flat_hparams, init_kwargs, progress_mode, resolve_trackers, step_values
-from .memory import release_memory
+from .memory import peak_rss_mb, release_memory
+from .preemption import Preempted, SaveClock, StopSignals, agree
 
 if typing.TYPE_CHECKING: import datasets
 
@@ -90,7 +91,7 @@ class _EmbedMany(torch.nn.Module):
         return [self.emb.embed(b, normalize=False) for b in batches]
 
 # %% ../nbs/15_trainer.ipynb #c14df375
-_RESUME_INSENSITIVE = ('save_every', 'keep_checkpoints', 'name', 'report_to', 'log_every')  # config fields that may change between a run and its resume
+_RESUME_INSENSITIVE = ('save_every', 'save_every_minutes', 'keep_checkpoints', 'name', 'report_to', 'log_every')  # config fields that may change between a run and its resume
 _ADDED_LATER = {'pack_tokens': None, 'freeze': [], 'task_batch_sizes': {}}  # fields added after runs were made: left out of the hash at this value, so those run folders stay valid
 
 
@@ -276,12 +277,20 @@ def save_checkpoint(self: Trainer) -> Path:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         if tmp.exists(): shutil.rmtree(tmp)
     acc.wait_for_everyone()
-    acc.save_state(str(tmp))
-    acc.wait_for_everyone()
+    last = self.checkpoints()[-1:]  # what the write needs, for the message of a full disk: the size of the newest checkpoint
+    need = sum(f.stat().st_size for f in last[0].rglob('*') if f.is_file()) if last else None
+    try:
+        with write_errors(self.ckpt_dir, need):  # a full disk: one line (kalm.core.WriteError); the newest checkpoint stays the last good one
+            acc.save_state(str(tmp))
+            acc.wait_for_everyone()
+            if self.main:
+                write_json(tmp/'trainer_state.json', dict(step=step, total_steps=self.total, plan_sha=self.plan_sha,
+                           config_sha=_config_hash(self.cfg), world_size=self.world, lineage=self.lineage, manifest=True))
+                write_manifest(tmp)  # sizes and sha256 of every file: a damaged checkpoint is recognised on resume
+    except BaseException:
+        if self.main: shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written left behind
+        raise
     if self.main:
-        write_json(tmp/'trainer_state.json', dict(step=step, total_steps=self.total, plan_sha=self.plan_sha,
-                   config_sha=_config_hash(self.cfg), world_size=self.world, lineage=self.lineage, manifest=True))
-        write_manifest(tmp)  # sizes and sha256 of every file: a damaged checkpoint is recognised on resume
         if final.exists(): shutil.rmtree(final)
         os.replace(tmp, final)
         for old in self.checkpoints()[:-self.cfg.keep_checkpoints]: shutil.rmtree(old, ignore_errors=True)
@@ -383,7 +392,8 @@ def _watch(self: Trainer, start: int):
 @patch
 def train(self: Trainer, stop_after: int | None = None) -> Path:
     "Run (or resume, or skip if complete) the stage, holding the run folder's lock; the final model folder. `stop_after`: return after that many steps (tests)."
-    with run_lock(self.run_dir) if self.main else contextlib.nullcontext(): return self._train(stop_after)
+    with run_lock(self.run_dir) if self.main else contextlib.nullcontext(), StopSignals() as self.signals:  # SIGTERM / SIGUSR1: a checkpoint, then `Preempted`
+        return self._train(stop_after)
 
 
 @patch
@@ -400,6 +410,7 @@ def _train(self: Trainer, stop_after: int | None = None) -> Path:
     watch, end = self._watch(start)
     t_start, done = time.perf_counter(), False
     mfile = open(self.run_dir/'metrics.jsonl', 'a', encoding='utf-8') if self.main else None
+    clock, sig = SaveClock(cfg.save_every, cfg.save_every_minutes), self.signals  # kalm.preemption
     try:
         while self.step < self.total:
             t0 = time.perf_counter()
@@ -417,7 +428,11 @@ def _train(self: Trainer, stop_after: int | None = None) -> Path:
                 mfile.write(json.dumps(rec, sort_keys=True) + '\n'); mfile.flush()
             watch(rec)
             health.step(self.step, rec['loss'], gn, rec['n_candidates'])  # a dead model stops the run (logged first)
-            if cfg.save_every and self.step % cfg.save_every == 0 and self.step < self.total: self._probe(); self.save_checkpoint()
+            stop, due = agree([sig.received, clock.due(self.step)], acc)  # every rank the same decision at the same step
+            if (stop or due) and self.step < self.total: self._probe(); ck = self.save_checkpoint(); clock.saved()
+            if stop and self.step < self.total:
+                raise Preempted(f"stage {cfg.name}: {sig.received or 'a signal to another process'} after step {self.step} of {self.total}; "
+                                f"checkpoint {ck} saved", hint="run the same command again to resume from it")
             if stop_after is not None and self.step >= stop_after and self.step < self.total: return None
         self._probe()  # before the final model is saved: a collapsed model is not a result
         out = self.finish(time.perf_counter() - t_start)
@@ -463,7 +478,8 @@ def finish(self: Trainer, seconds: float) -> Path:
         tail = [r['loss'] for r in m[-max(1, len(m) // 10):]]
         write_json(self.run_dir/'summary.json', dict(stage=self.cfg.name, kind=self.cfg.kind, steps=self.total, weights_sha=h,
                    final_loss_mean=float(np.mean(tail)) if tail else None, first_loss=m[0]['loss'] if m else None,
-                   seconds_this_run=round(seconds, 2), model=str(out), health_warnings=self.health.warnings))
+                   seconds_this_run=round(seconds, 2), model=str(out), health_warnings=self.health.warnings,
+                   peak_rss_mb=peak_rss_mb()))  # this process's peak resident memory (since its last `reset_peak`): a stage launched apart reports its own
         plot_stage(self.run_dir)
     acc.wait_for_everyone()
     return out
