@@ -26,7 +26,7 @@ if typing.TYPE_CHECKING:
 __all__ = ['PAPER_COLUMNS', 'KNOWN_WARNINGS', 'paper_rows', 'paper_tables_csv', 'write_paper_tables', 'paper_tables',
            'markdown_table', 'summary_table', 'task_table', 'plot_task_types', 'plot_matryoshka', 'plot_vs_baselines',
            'comparison_table', 'precision_note', 'items_file', 'suite_groups', 'write_report', 'stage_summaries',
-           'plot_training', 'quiet_known_warnings', 'repo_relative', 'model_card', 'run_command']
+           'plot_training', 'quiet_known_warnings', 'repo_relative', 'model_card', 'run_command', 'report_folders']
 
 # %% ../nbs/20_reports.ipynb #1cba2ca9
 PAPER_COLUMNS = ("table", "key", "model", "size", "dim", "benchmark", "MTK", "MTY", "Classification", "Clustering",
@@ -459,3 +459,20 @@ def run_command(notebook: str | Path | None = None,  # the executed notebook pap
     for k, v in (meta.get('parameters') or {}).items():
         args += ['-p', k, v if isinstance(v, (str, bool)) else json.dumps(v)] if not isinstance(v, (dict, list)) else ['-y', f"{k}: {json.dumps(v)}"]
     return ' '.join(shlex.quote(str(a)) for a in args)
+
+# %% ../nbs/20_reports.ipynb #3a328bd1
+def report_folders(preset_name: str,  # the run's preset (`Preset.name`)
+                   out_dir: str = '', work_dir: str = '',  # as given ('': the preset's own, `<base>/reports/<name>`, `<base>/runs/<name>`)
+                   base: str | Path = '..',  # what they are relative to when defaulted (run_pipeline runs in nbs/)
+                  ) -> tuple[Path, Path]:
+    "(report folder, work folder) of a run, resolved; a report folder holding another preset's report is a `ConfigError`."
+    import yaml
+    from kalm.core import ConfigError
+    out = Path(out_dir or Path(base)/'reports'/preset_name).resolve()
+    work = Path(work_dir or Path(base)/'runs'/preset_name).resolve()
+    f = out/'preset.yaml'
+    other = (yaml.safe_load(f.read_text(encoding='utf-8')) or {}).get('name') if f.is_file() else None
+    if other not in (None, preset_name):
+        raise ConfigError('run_pipeline parameters', 'out_dir', f"{out} holds the report of preset {other!r}, not of {preset_name!r}",
+                          "leave out_dir out (each preset has its own, reports/<preset>) or choose another folder")
+    return out, work

@@ -74,3 +74,11 @@ def test_paper_preset_without_hub_fails_fast(tmp_path):
 def test_bad_parameter_is_one_clear_error(tmp_path):
     r = papermill(tmp_path/'bad.ipynb', '-p', 'preset', 'kalm-v3', '-p', 'out_dir', str(tmp_path/'o'), timeout=300)
     assert r.returncode != 0 and "preset 'kalm-v3' is unknown" in (r.stdout + r.stderr)
+
+
+def test_a_dry_run_never_writes_into_another_presets_report(tmp_path):
+    mini = tmp_path/'reports'/'mini'
+    mini.mkdir(parents=True); (mini/'preset.yaml').write_text('name: mini\nmodel: tiny\n'); (mini/'plan.txt').write_text('the mini plan\n')
+    r = papermill(tmp_path/'plan.ipynb', '-p', 'preset', 'kalm-v2', '-p', 'dry_run', 'True', '-p', 'out_dir', str(mini), timeout=300)
+    assert r.returncode != 0 and "field 'out_dir'" in (r.stdout + r.stderr) and "holds the report of preset 'mini', not of 'kalm-v2'" in (r.stdout + r.stderr)
+    assert (mini/'plan.txt').read_text() == 'the mini plan\n' and not (mini/'plan.json').exists()  # untouched
