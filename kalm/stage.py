@@ -37,12 +37,12 @@ __all__ = ['KINDS', 'PRECISIONS', 'SHIPPED_CARD_SETS', 'StageConfig', 'freeze_pa
            'StageRows', 'check_rows', 'split_holdout', 'batch_plan', 'plan_epoch_steps', 'plan_sizes', 'plan_hash',
            'TextBatch', 'sample_negatives', 'make_batch']
 
-# %% ../nbs/14_stage.ipynb #3d246973
-KINDS = ('pretrain', 'finetune', 'distill')
+# %% ../nbs/14_stage.ipynb #ffeb3c09
+KINDS = ('pretrain', 'finetune', 'distill')  # a stage's kind: its loss preset and negatives
 PRECISIONS = ('auto', 'fp32', 'bf16')
 SHIPPED_CARD_SETS = ('mini', 'pretrain', 'finetune')
 
-
+# %% ../nbs/14_stage.ipynb #3d246973
 @dataclass
 class StageConfig(Config):
     "One training stage. Defaults: the official fine-tuning script (`train.sh`) where it says, else noted."

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import TRAIN_ENV, stage_yaml, train_cmd
 
-STEPS = 60  # 64 rows, batch 4: about 4 epochs of the tiny model, a few seconds; a signal lands in the middle
+STEPS = 24  # 64 rows, batch 4: 1.5 epochs of the tiny model, a few seconds; a signal at step 3 lands in the middle
 CONFIG = stage_yaml(name='preempt', steps=STEPS, seed=7, loss=dict(mix_pairwise=1))
 
 
@@ -136,7 +136,7 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(work):
 def test_the_pipeline_preempted_in_a_stage_resumes_there(tmp_path):
     psutil = pytest.importorskip('psutil')
     out, work = tmp_path/'report', tmp_path/'work'
-    args = ['-p', 'smoke', 'True', '-p', 'finetune_steps', '40', '-p', 'parts', 'data,train', '-p', 'out_dir', str(out), '-p', 'work_dir', str(work)]
+    args = ['-p', 'smoke', 'True', '-p', 'finetune_steps', '16', '-p', 'parts', 'data,train', '-p', 'out_dir', str(out), '-p', 'work_dir', str(work)]
     nbs = Path(__file__).resolve().parents[1]/'nbs'
     env = {k: v for k, v in TRAIN_ENV.items() if k != 'IN_TEST'}
     cmd = [sys.executable, '-m', 'papermill', 'run_pipeline.ipynb', str(out/'run_pipeline.ipynb'), *args]
@@ -151,7 +151,7 @@ def test_the_pipeline_preempted_in_a_stage_resumes_there(tmp_path):
     assert p.returncode != 0
     nb = (out/'run_pipeline.ipynb').read_text()
     k = _logged(ft)[-1]
-    assert f"preempted: stage finetune-1: SIGTERM after step {k} of 40; checkpoint" in nb, err[-3000:]
+    assert f"preempted: stage finetune-1: SIGTERM after step {k} of 16; checkpoint" in nb, err[-3000:]
     assert not (work/'recipe'/'finetune-2').exists() and (ft/'checkpoints'/f'step-{k:07d}').is_dir()
     pre = (work/'recipe'/'pretrain'/'summary.json').stat().st_mtime_ns
     r = subprocess.run(cmd, cwd=nbs, env=env, capture_output=True, text=True, timeout=600)  # the same command again
@@ -159,7 +159,7 @@ def test_the_pipeline_preempted_in_a_stage_resumes_there(tmp_path):
     nb = (out/'run_pipeline.ipynb').read_text()
     assert 'pretrain: already complete' in nb and f"finetune-1: resumed from checkpoint step-{k:07d}" in nb
     assert (work/'recipe'/'pretrain'/'summary.json').stat().st_mtime_ns == pre  # not trained again
-    assert _logged(ft) == list(range(1, 41)) and (work/'recipe'/'soup_scores.json').is_file()
+    assert _logged(ft) == list(range(1, 17)) and (work/'recipe'/'soup_scores.json').is_file()
     # the resumed stage has the weights of the same stage run without a stop (its config as the pipeline wrote it)
     ref = subprocess.run(train_cmd(ft/'config.yaml', tmp_path/'ref'), cwd=tmp_path, env=TRAIN_ENV, capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr[-3000:]
