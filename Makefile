@@ -91,7 +91,7 @@ nbtest: setup
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers $(NB_WORKERS) --flags "$(TEST_FLAGS)" --timing
 
 pytest: setup
-	$(BIN)/python -m pytest tests -q -rs
+	$(BIN)/python -m pytest tests -q -rs --durations=15
 
 test: check-sync nbtest pytest
 

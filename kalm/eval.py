@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -33,6 +34,7 @@ from .core import task_type_key
 from .checkpoint import HUB_ID
 from .paired_ci import collect_items, drop_unpredicted, prediction_dir
 from .memory import release_memory
+from .preemption import Preempted, StopSignals
 
 # %% auto #0
 __all__ = ['MINILM_NAME', 'KaLMEncoder', 'aggregate', 'EvalResult', 'as_encoder', 'drop_stale_results', 'evaluate', 'minilm_path',
@@ -82,6 +84,7 @@ class KaLMEncoder(AbsEncoder):
             raise ValueError(f"Matryoshka dim must be an int in [1, {self.full_dim}], got {dim!r}")
         self.defaults = dict(getattr(getattr(model, "config", None), "instructions", None) or {}) if self.kind == "kalm" else {}
         self.log: dict[tuple[str, str], str | None] = {}  # (task, prompt type) -> instruction used
+        self.signals: StopSignals | None = None  # set while `evaluate` runs: a caught SIGTERM / SIGUSR1 stops before the next encoder call
         self.mteb_model_meta = self._meta(name, revision)
         self.label = label or self.mteb_model_meta.name
 
@@ -96,6 +99,7 @@ class KaLMEncoder(AbsEncoder):
     def encode(self, inputs, *, task_metadata: TaskMetadata, hf_split: str, hf_subset: str,
                prompt_type: PromptType | None = None, **kwargs) -> np.ndarray:
         "mteb's entry point: the texts of a DataLoader, encoded with the instruction of their task and side (logged)."
+        if self.signals is not None and self.signals.received: raise Preempted(f"in task {task_metadata.name}")
         texts = [t for batch in inputs for t in batch["text"]]
         ins = self.instruction_for(task_metadata, prompt_type)
         self.log[(task_metadata.name, prompt_type.value if prompt_type else "none")] = ins
@@ -255,16 +259,16 @@ def as_encoder(
 
 
 def drop_stale_results(cache: ResultCache, meta: ModelMeta, tasks: Sequence[AbsTask]) -> list[str]:
-    "Delete cached results of `meta` on tasks whose data changed since (another dataset revision); mteb would reuse them by task name."
+    "Delete cached results of `meta` on tasks whose data changed since (another dataset revision) or that cannot be read; mteb would reuse them by task name."
     stale = []
     for t in tasks:
         f, want = cache.get_task_result_path(t.metadata.name, meta), (t.metadata.dataset or {}).get("revision")
         try: have = json.loads(f.read_text(encoding="utf-8")).get("dataset_revision") if f.is_file() else None
         except (OSError, ValueError): have = "unreadable"
-        if have is not None and want and have != want:
+        if have == "unreadable" or (have is not None and want and have != want):  # unreadable: cut short by a SIGKILL while mteb wrote it
             f.unlink(); stale.append(t.metadata.name)
-            logging.getLogger("kalm.eval").warning("%s: the cached score was for other data (revision %s, now %s); evaluating again",
-                                                   t.metadata.name, str(have)[:12], str(want)[:12])
+            why = "cannot be read" if have == "unreadable" else f"was for other data (revision {str(have)[:12]}, now {str(want)[:12]})"
+            logging.getLogger("kalm.eval").warning("%s: the cached score %s; evaluating again", t.metadata.name, why)
     return stale
 
 
@@ -317,14 +321,21 @@ def evaluate(
     bars = datasets.utils.logging.is_progress_bar_enabled()
     if not show_progress_bar:
         datasets.disable_progress_bars()
-    try:
-        with hub_errors(task_list), warnings.catch_warnings():
+    try:  # with a result folder, a caught SIGTERM / SIGUSR1 stops at the next encoder call; the tasks done stay in the cache
+        with hub_errors(task_list), warnings.catch_warnings(), (StopSignals() if cache is not None else nullcontext()) as sig:
+            enc.signals = sig
             warnings.filterwarnings("ignore", message=".*superseded.*")
             warnings.filterwarnings("ignore", category=UserWarning, module=r"sklearn\.")  # tiny-data notes (1 sample/label)
             res = mteb.evaluate(enc, task_list, cache=cache, overwrite_strategy="always" if overwrite else "only-missing",
                                 encode_kwargs={"batch_size": enc.batch_size, "show_progress_bar": show_progress_bar},
                                 co2_tracker=False, show_progress_bar=show_progress_bar, raise_error=True, prediction_folder=preds)
+            if sig is not None and sig.received: raise Preempted("after the last task")
+    except Preempted as e:
+        done = sum(Path(cache.get_task_result_path(t.metadata.name, meta)).is_file() for t in task_list)
+        raise Preempted(f"evaluation of {enc.label}: {sig.received} {e.msg}; {done} of {len(task_list)} tasks saved in {Path(out) / 'mteb'}",
+                        hint="run the same command again to resume from them") from None
     finally:
+        enc.signals = None
         if bars:
             datasets.enable_progress_bars()
     by_name = {t.metadata.name: t for t in task_list}

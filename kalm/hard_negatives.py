@@ -5,7 +5,9 @@
 # %% ../nbs/12_hard_negatives.ipynb #f43da3cc
 from __future__ import annotations
 
+import json
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -19,13 +21,14 @@ from tqdm.auto import tqdm
 
 from .core import Config, ConfigError, KalmError, atomic_write, cli_errors, write_json
 from .provenance import code_version
-from .checkpoint import read_lineage
+from .checkpoint import read_lineage, weights_key
 from .bidirectional import cpu_precision
 from .data_cards import load_rows, save_rows
 from .embedder import KaLMEmbedder
 from .instructions import format_query
 from .run_folders import check_run_dir, run_lock
 from .memory import release_memory
+from .preemption import Preempted, SavedCalls, StopSignals
 
 # %% auto #0
 __all__ = ['instructed', 'encode_texts', 'exact_topk', 'faiss_topk', 'MiningResult', 'mine_hard_negatives', 'teacher_scores',
@@ -404,13 +407,14 @@ class MineConfig(Config):
     seed: int = 0
     teacher: str | None = None            # teacher model folder: adds teacher_scores (distillation)
     filter_labelled: bool = False         # the filter also drops rows with a class label (classification / clustering); False: never
+    piece_size: int = 4096                # texts per encoder call, each call's vectors saved in <run_dir>/mine_pieces: a preempted mining resumes from them
     per_category: bool = True             # without `corpus`: each category mined against its own rows' texts (official hn_mine.py: a pool per data file)
 
     def __post_init__(self):
         self._check_types()
         if not 0 <= self.sample_range[0] < self.sample_range[1]: self._bad('sample_range', "must be [start, end) with 0 <= start < end")
         if self.filter_topk is not None and self.filter_topk < 1: self._bad('filter_topk', "must be >= 1 or null")
-        for f in ('num_negatives', 'max_length', 'batch_size'):
+        for f in ('num_negatives', 'max_length', 'batch_size', 'piece_size'):
             if getattr(self, f) < (0 if f == 'num_negatives' else 1): self._bad(f, "out of range")
         if self.batch_tokens is not None and self.batch_tokens < 1: self._bad('batch_tokens', "must be >= 1 or null")
         if self.precision not in ('fp32', 'bf16'): self._bad('precision', f"must be fp32 or bf16, got {self.precision!r}")
@@ -450,17 +454,24 @@ def mine_stage(cfg: MineConfig | str | Path,   # mining config or its YAML
         c = load_rows(cfg.corpus)
         corpus = c['text'] if 'text' in c.column_names else list(dict.fromkeys(t for r in c for t in [r['pos'], *(r.get('neg') or [])]))
     encode, teacher = _encode_fn(cfg.model, cfg), _encode_fn(cfg.teacher, cfg) if cfg.teacher else None
-    with run_lock(run_dir):  # one process at a time writes into the folder
+    pieces, settings = run_dir/'mine_pieces', [cfg.max_length, cfg.batch_size, cfg.batch_tokens, cfg.precision]
+    with run_lock(run_dir), StopSignals() as sig:  # one process at a time writes into the folder; a signal stops after the encoder call under way
+        saved = lambda fn, m, who: SavedCalls(fn, pieces/who, json.dumps([weights_key(m), *settings]), sig, f"mining {out}")
+        encode, teacher = saved(encode, cfg.model, 'model'), (saved(teacher, cfg.teacher, 'teacher') if teacher else None)
         t0 = time.time()
         mined, stats = mine_dataset(ds, encode, corpus=corpus, num_negatives=cfg.num_negatives, sample_range=tuple(cfg.sample_range),
                                     filter_topk=cfg.filter_topk, keep_existing=cfg.keep_existing, teacher_encode_fn=teacher, per_category=cfg.per_category,
-                                    filter_labelled=cfg.filter_labelled,
+                                    filter_labelled=cfg.filter_labelled, encode_batch_size=cfg.piece_size,
                                     seed=cfg.seed, progress=progress)
         save_rows(mined, out)
         atomic_write(run_dir/'mine_config.yaml', cfg.to_yaml().encode())
+        calls = {w: dict(computed=e.computed, read_back=e.read_back) for w, e in (('model', encode), ('teacher', teacher)) if e is not None}
         write_json(run_dir/'mine_stats.json', dict(stats, seconds=round(time.time() - t0, 2), model=cfg.model, lineage=read_lineage(cfg.model),
-                                                    out=str(out), code=code_version()))
+                                                    out=str(out), encoder_calls=calls, code=code_version()))
+        shutil.rmtree(pieces, ignore_errors=True)  # the result is written: its pieces are no longer needed
+        if sig.received: raise Preempted(f"mining {out}: {sig.received} after the mined rows were written", hint="run the same command again to go on")
     return out
+
 
 # %% ../nbs/12_hard_negatives.ipynb #31ca1dff
 @call_parse

@@ -5,14 +5,21 @@
 # %% ../nbs/15b_preemption.ipynb #4e83291b
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import signal
 import threading
 import time
+from pathlib import Path
+from typing import Callable
 
-from .core import KalmError
+import numpy as np
+
+from .core import KalmError, atomic_write
 
 # %% auto #0
-__all__ = ['PREEMPT_SIGNALS', 'PREEMPTED_EXIT', 'Preempted', 'StopSignals', 'agree', 'SaveClock']
+__all__ = ['PREEMPT_SIGNALS', 'PREEMPTED_EXIT', 'Preempted', 'StopSignals', 'agree', 'SaveClock', 'SavedCalls']
 
 # %% ../nbs/15b_preemption.ipynb #75398e3f
 PREEMPT_SIGNALS = ('SIGTERM', 'SIGUSR1')  # what a scheduler sends before it kills a job (SIGUSR1: SLURM's --signal early warning)
@@ -32,6 +39,8 @@ class StopSignals:
 
     def _handle(self, signum, frame):
         self.received = self.received or signal.Signals(signum).name
+        outer = self._old.get(signum)  # a block inside another one (an evaluation in a pipeline step): both learn of it
+        if isinstance(getattr(outer, '__self__', None), StopSignals): outer(signum, frame)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():  # Python installs handlers from the main thread only
@@ -66,3 +75,35 @@ class SaveClock:
 
     def saved(self):
         self.last = self.clock()
+
+# %% ../nbs/15b_preemption.ipynb #950000c9
+class SavedCalls:
+    "`fn(texts, instruction=None)` whose every result is kept in `folder` (one .npy per call, named by the call's hash and `key`); a signal in `signals` raises `Preempted` between calls."
+    def __init__(self, fn: Callable, folder: str | Path, key: str,  # `key`: what else decides the result (the model's weights hash, max_length, …)
+                 signals: StopSignals | None = None, what: str = 'encoding'):  # `what`: the work named in the preempted line
+        self.fn, self.folder, self.key, self.signals, self.what = fn, Path(folder), key, signals, what
+        self.computed = self.read_back = 0
+
+    def path(self, texts, instruction=None) -> Path:
+        h = hashlib.sha256(json.dumps([self.key, instruction, list(texts)], ensure_ascii=False).encode('utf-8')).hexdigest()
+        return self.folder/f"{h[:32]}.npy"
+
+    def stop_if_signalled(self):
+        if self.signals is not None and self.signals.received:
+            raise Preempted(f"{self.what}: {self.signals.received} after {self.computed + self.read_back} encoder calls "
+                            f"({self.read_back} read back); they are saved in {self.folder}", hint="run the same command again to resume from them")
+
+    def __call__(self, texts, instruction=None):
+        self.stop_if_signalled()
+        f = self.path(texts, instruction)
+        if f.is_file():
+            self.read_back += 1
+            return np.load(f)
+        out = self.fn(texts, instruction=instruction) if instruction else self.fn(texts)
+        if hasattr(out, 'detach'): out = out.detach().float().cpu().numpy()
+        out = np.asarray(out, dtype=np.float32)
+        buf = io.BytesIO(); np.save(buf, out)
+        atomic_write(f, buf.getvalue()); self.computed += 1
+        self.stop_if_signalled()
+        return out
+
