@@ -410,7 +410,7 @@ def _train(self: Trainer, stop_after: int | None = None) -> Path:
     watch, end = self._watch(start)
     t_start, done = time.perf_counter(), False
     mfile = open(self.run_dir/'metrics.jsonl', 'a', encoding='utf-8') if self.main else None
-    clock, sig = SaveClock(cfg.save_every, cfg.save_every_minutes), self.signals  # kalm.preemption
+    clock, sig, stop = SaveClock(cfg.save_every, cfg.save_every_minutes), self.signals, False  # kalm.preemption
     try:
         while self.step < self.total:
             t0 = time.perf_counter()
@@ -435,8 +435,9 @@ def _train(self: Trainer, stop_after: int | None = None) -> Path:
                                 f"checkpoint {ck} saved", hint="run the same command again to resume from it")
             if stop_after is not None and self.step >= stop_after and self.step < self.total: return None
         self._probe()  # before the final model is saved: a collapsed model is not a result
-        out = self.finish(time.perf_counter() - t_start)
-        done = True
+        out, done = self.finish(time.perf_counter() - t_start), True
+        if stop or sig.received:  # in the last step or while the model was saved: stop here too, so that a pipeline does not go on
+            raise Preempted(f"stage {cfg.name}: {sig.received or 'a signal to another process'} after its last step; the model {out} is saved", hint="run the same command again to go on")
         return out
     finally:
         end(done)
