@@ -35,10 +35,10 @@ _T2 = "arXiv v1 Table 2"
 _T3 = "arXiv v1 Table 3"
 _T4 = "arXiv v1 Table 4"
 _T25 = "V2.5 table (ICLR / arXiv v3+)"
-_S2 = "paper.md §5.1; repo HITsz-TMG/KaLM-Embedding imgs/overall.jpg"
-_S3 = "paper.md §5.2; repo HITsz-TMG/KaLM-Embedding imgs/mteb_cmn.jpg"
-_S4 = "paper.md §5.2; repo HITsz-TMG/KaLM-Embedding imgs/mteb_eng.jpg"
-_S25 = "paper.md §5.3; secondary paper note, not checked against the PDF"
+_S2 = "nbs/references.ipynb §1.4; repo HITsz-TMG/KaLM-Embedding imgs/overall.jpg"
+_S3 = "nbs/references.ipynb §1.4; repo HITsz-TMG/KaLM-Embedding imgs/mteb_cmn.jpg"
+_S4 = "nbs/references.ipynb §1.4; repo HITsz-TMG/KaLM-Embedding imgs/mteb_eng.jpg"
+_S25 = "nbs/references.ipynb §1.5; secondary paper note, not checked against the PDF"
 # Table 2: key, model, size, dim, cmn MTK, cmn MTY, eng MTK, eng MTY, avg MTK, avg MTY
 _TABLE2 = [
     ("text-embedding-3-large", "text-embedding-3-large", "", 3072, None, None, 64.52, 62.33, None, None),

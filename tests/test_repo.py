@@ -14,6 +14,19 @@ def test_readme_in_sync_with_index_notebook():
         "README.md differs from nbs/index.ipynb: run `make readme` and commit"
 
 
+# notes and folders outside the repository, which a clone does not have (written so that this line does not match itself)
+OUTSIDE = re.compile(r'shared[/]reference|\.\./shared|[/]work[/]|peers\.md|hub-sources\.md|ecosystem\.md|\bpaper\.md\b')
+SELF_CONTAINED = ('nbs/*.ipynb', 'nbs/**/*.yaml', 'kalm/*.py', 'README.md', 'data_cards/**/*.yaml', 'reports/**/*.md',
+                  'reports/**/*.csv', 'tests/*.py', '.ci/*.py', 'settings.ini', 'Makefile')
+
+
+def test_no_file_names_a_path_outside_the_repository():
+    "What the notebooks, modules, cards, reports and tests cite is in the clone: public sources are in nbs/references.ipynb."
+    bad = [f"{p.relative_to(ROOT)}:{i}: {m.group(0)}" for pat in SELF_CONTAINED for p in sorted(ROOT.glob(pat))
+           for i, line in enumerate(p.read_text(encoding='utf-8').splitlines(), 1) if (m := OUTSIDE.search(line))]
+    assert not bad, "files name paths outside the repository (cite `nbs/references.ipynb` §N.M instead):\n" + '\n'.join(bad)
+
+
 def test_settings_ini_has_what_nbdev2_and_papermill_need():
     cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(ROOT/'settings.ini')
     d = cfg['DEFAULT']
