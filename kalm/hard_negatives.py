@@ -135,6 +135,7 @@ class MiningResult:
     kept: list[bool]                     # the row passed the ranking-consistency filter
     pos_rank: list[int]                  # rank of the row's best positive among the other documents (lower bound when >= filter_topk)
     teacher_scores: list[list[float] | None] | None = None  # [s(q,p⁺), s(q,n_1), …] by the teacher, for kept rows
+    neg_classes: list[list[str | None] | None] | None = None  # with `labels`: the class of each negative (None: none known), for kept rows
     stats: dict = field(default_factory=dict)  # rows, kept, dropped_by_filter, padded, padded_negatives, mined_negatives, corpus_size, search_depth
 
 def _as_list(x, n: int, what: str) -> list:
@@ -274,6 +275,7 @@ def mine_hard_negatives(queries: Sequence[str],                   # query texts 
     k2u = {k: u for u, k in enumerate(keys)}
     # --- exclusions (positives of the same query, the query text, classmates) and search depth
     dg, qg, rg, shared = _class_groups(_as_list(labels, n, 'labels') if labels is not None else None, queries, pos, t2i, keys, ins)
+    cname = {int(rg[r]): labels[r] for r in range(n) if rg[r] >= 0}  # class code -> class key
     if use_faiss and (qg >= 0).any(): raise ValueError("mine_hard_negatives: rows with `labels` need the exact torch search (use_faiss=False)")
     group: dict = {}
     for r in range(n): group.setdefault((ins[r], queries[r]) if group_positives else r, set()).update(pos[r])
@@ -285,7 +287,7 @@ def mine_hard_negatives(queries: Sequence[str],                   # query texts 
     S, I = search(Qv, C, K, chunk_size=chunk_size, progress=progress, **kw)
     # --- filter, window, sampling, padding
     rnd, cats = random.Random(seed), (_as_list(categories, n, 'categories') if categories is not None else None)
-    out = MiningResult(neg=[], kept=[], pos_rank=[])
+    out = MiningResult(neg=[], kept=[], pos_rank=[], neg_classes=[] if labels is not None else None)
     st = dict(rows=n, kept=0, dropped_by_filter=0, padded=0, padded_negatives=0, mined_negatives=0, corpus_size=len(docs), search_depth=K)
     if cats is not None: st['per_category'] = {c: dict(rows=0, kept=0, dropped_by_filter=0) for c in sorted(set(cats))}
     for r in range(n):
@@ -295,6 +297,7 @@ def mine_hard_negatives(queries: Sequence[str],                   # query texts 
         out.pos_rank.append(rank)
         if filter_topk is not None and rank >= filter_topk and (filter_labelled or rg[r] < 0):
             out.kept.append(False); out.neg.append(None); st['dropped_by_filter'] += 1; pc['dropped_by_filter'] = pc.get('dropped_by_filter', 0) + 1
+            if labels is not None: out.neg_classes.append(None)
             continue
         mate = lambda t: rg[r] >= 0 and t in t2i and dg[t2i[t]] == rg[r]
         have = list(dict.fromkeys(t for t in old[r] if t not in excl_txt[r] and not mate(t)))[:num_negatives] if keep_existing else []
@@ -304,6 +307,7 @@ def mine_hard_negatives(queries: Sequence[str],                   # query texts 
         if pad: st['padded'] += 1; st['padded_negatives'] += len(pad)
         st['mined_negatives'] += len(mined)
         out.neg.append(have + [docs[i] for i in mined + pad]); out.kept.append(True); st['kept'] += 1; pc['kept'] = pc.get('kept', 0) + 1
+        if labels is not None: out.neg_classes.append([cname.get(int(dg[t2i[t]])) if t in t2i else None for t in out.neg[-1]])  # -1 / -2: none or several
     if teacher_encode_fn is not None: out.teacher_scores = teacher_scores(queries, pos, out.neg, teacher_encode_fn, ins, corpus_instruction, encode_batch_size, progress)
     out.stats = st
     if progress: print(f"mined hard negatives: kept {st['kept']}/{n} rows, dropped {st['dropped_by_filter']} by the top-{filter_topk} filter, "
@@ -350,9 +354,10 @@ def _mine_by_category(cats: list[str], progress: bool, queries, positives, encod
         r = mine_hard_negatives(pick(queries), pick(positives), None, encode_fn, instructions=pick(instructions) if not isinstance(instructions, str) else instructions,
                                 negatives=pick(negatives), labels=pick(labels), categories=pick(cats), progress=False, **kw)
         for j, i in enumerate(idx): out.neg[i], out.kept[i], out.pos_rank[i] = r.neg[j], r.kept[j], r.pos_rank[j]
-        if r.teacher_scores is not None:
-            out.teacher_scores = out.teacher_scores or [None] * n
-            for j, i in enumerate(idx): out.teacher_scores[i] = r.teacher_scores[j]
+        for f in ('teacher_scores', 'neg_classes'):
+            if getattr(r, f) is None: continue
+            if getattr(out, f) is None: setattr(out, f, [None] * n)
+            for j, i in enumerate(idx): getattr(out, f)[i] = getattr(r, f)[j]
         for k, v in r.stats.items():
             st[k] = {**st.get(k, {}), **v} if k == 'per_category' else max(st.get(k, 0), v) if k == 'search_depth' else st.get(k, 0) + v
     out.stats = st
@@ -386,6 +391,10 @@ def mine_dataset(ds: 'datasets.Dataset',   # canonical rows: query, pos (str or 
     if res.teacher_scores is not None:
         if 'teacher_scores' in out.column_names: out = out.remove_columns('teacher_scores')
         out = out.add_column('teacher_scores', [res.teacher_scores[i] for i in idx], feature=List(Value('float32')))
+    if 'neg_labels' in out.column_names: out = out.remove_columns('neg_labels')  # the negatives changed: their labels with them
+    if res.neg_classes is not None and any(l is not None for l in ds['label']):  # each negative's label where it is of this row's category
+        own = lambda i: [k.split('\x1f', 1)[1] if k is not None and k.split('\x1f', 1)[0] == (cats[i] if cats else '') else None for k in res.neg_classes[i]]
+        out = out.add_column('neg_labels', [own(i) for i in idx], feature=List(Value('string')))
     return out, res.stats
 
 # %% ../nbs/12_hard_negatives.ipynb #43386fb0

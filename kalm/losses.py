@@ -52,6 +52,7 @@ class LossConfig:
     kd_temperature: float = 0.05     # temperature of both distributions in the KL term
     kd_focal: bool = False           # also weight each query's KL by its (detached) focal weight
     mask_false_negatives: bool = True  # leave in-batch duplicates of the query's positive / classmates out of Z_i (needs `ids`)
+    mask_negative_classes: bool = False  # also leave shared hard negatives of the query's class out (needs their classes: mined `neg_labels`); off until the mini and gemma3 reports are made with it
 
     def __post_init__(self):
         def bad(field, msg): raise ValueError(f"LossConfig.{field}: {msg} (got {getattr(self, field)!r})")
@@ -148,34 +149,42 @@ def text_ids(texts: Sequence[str]) -> Tensor:
     return torch.tensor([int.from_bytes(hashlib.blake2b(t.encode('utf-8'), digest_size=8).digest(), 'little') >> 12 for t in texts], dtype=torch.long)
 
 
+def _class_ids(classes: Sequence[str | None], fallback: Tensor) -> Tensor:
+    "The id of each class key ('category\x1flabel'), or `fallback`'s id where there is none."
+    has = torch.tensor([c is not None for c in classes], dtype=torch.bool).view(fallback.shape)
+    return torch.where(has, text_ids(['\x00class\x1f' + (c or '') for c in classes]).view(fallback.shape), fallback)
+
+
 def false_negative_ids(positives: Sequence[str],            # each row's positive text
                        negatives: Sequence[Sequence[str]] | None = None,  # each row's hard-negative texts ([B][M])
                        classes: Sequence[str | None] | None = None,      # each row's class key (e.g. 'category\x1flabel'; None: none)
-                      ) -> tuple[Tensor, Tensor, Tensor | None]:
-    "(positive ids [B], class ids [B] — the positive's id where a row has no class —, negative ids [B, M] or None)."
+                       neg_classes: Sequence[Sequence[str | None]] | None = None,  # each negative's class key ([B][M]; None: none)
+                      ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    "(positive ids [B], class ids [B], negative ids [B, M], negative class ids [B, M]); a class id is the text's id where there is no class."
     pid = text_ids(positives)
-    cls = classes or [None] * len(positives)
-    gid = torch.where(torch.tensor([c is not None for c in cls], dtype=torch.bool), text_ids(['\x00class\x1f' + (c or '') for c in cls]), pid)
-    nid = text_ids([t for ns in negatives for t in ns]).view(len(positives), -1) if negatives and len(negatives[0]) else None
-    return pid, gid, nid
+    gid = _class_ids(classes or [None] * len(positives), pid)
+    if not (negatives and len(negatives[0])): return pid, gid, None, None
+    nid = text_ids([t for ns in negatives for t in ns]).view(len(positives), -1)
+    return pid, gid, nid, _class_ids([c for cs in (neg_classes or [[None] * nid.shape[1]] * len(positives)) for c in cs], nid)
 
 
-def false_negative_mask(ids: tuple[Tensor, Tensor, Tensor | None],  # local (positive ids, class ids, negative ids) from `false_negative_ids`
+def false_negative_mask(ids: tuple[Tensor, Tensor, Tensor | None, Tensor | None],  # local ids from `false_negative_ids`
                         mode: str = 'finetune',
-                        gathered: tuple[Tensor, Tensor, Tensor | None] | None = None,  # the same ids of the global batch (None: the local ones)
+                        gathered: tuple[Tensor, Tensor, Tensor | None, Tensor | None] | None = None,  # the same ids of the global batch, negatives flattened (None: the local ones)
                         offset: int = 0,     # index of local sample 0 in the global batch
                        ) -> Tensor:
     "Boolean `[B, C0]` over the first candidates of `info_nce_logits` (in-batch positives, then hard negatives; in 'group' mode the own candidates): true = a false negative."
-    pid, gid, nid = ids
+    pid, gid, nid, ngid = ids
     B = pid.shape[0]
     if mode == 'group':
         own = torch.zeros(B, 1, dtype=torch.bool, device=pid.device)
-        return own if nid is None else torch.cat([own, nid == pid[:, None]], 1)
-    P, G, N = gathered or (pid, gid, None if nid is None else nid.flatten())
+        return own if nid is None else torch.cat([own, (nid == pid[:, None]) | (ngid == gid[:, None])], 1)
+    P, G, N, NG = gathered or (pid, gid, None if nid is None else nid.flatten(), None if nid is None else ngid.flatten())
     m = (P[None] == pid[:, None]) | (G[None] == gid[:, None])
     m[torch.arange(B), offset + torch.arange(B)] = False          # the row's own positive is the label
-    if mode == 'finetune' and N is not None: m = torch.cat([m, N[None] == pid[:, None]], 1)
+    if mode == 'finetune' and N is not None: m = torch.cat([m, (N[None] == pid[:, None]) | (NG[None] == gid[:, None])], 1)  # a duplicate or a classmate
     return m
+
 
 # %% ../nbs/11_losses.ipynb #7cca7614
 def focal_info_nce(logits: Tensor,          # [B, C] logits (divided by the temperature)
@@ -332,15 +341,18 @@ def _check_inputs(q, p, n, teacher_scores):
 
 # %% ../nbs/11_losses.ipynb #9ae5a45f
 def _fn_mask(ids, cfg: LossConfig, B: int, M: int, with_n: bool, W: int, offset: int, gather_ids) -> Tensor:
-    pid, gid, nid = ids
-    if tuple(pid.shape) != (B,) or tuple(gid.shape) != (B,) or (nid is not None and tuple(nid.shape) != (B, M)):
-        raise ValueError(f"contrastive_loss: `ids` must be ([B], [B], [B, M] or None) = ([{B}], [{B}], [{B}, {M}]), got "
+    pid, gid, nid, ngid = ids
+    if tuple(pid.shape) != (B,) or tuple(gid.shape) != (B,) or any(x is not None and tuple(x.shape) != (B, M) for x in (nid, ngid)):
+        raise ValueError(f"contrastive_loss: `ids` must be ([B], [B], [B, M] or None, [B, M] or None) = ([{B}], [{B}], [{B}, {M}], [{B}, {M}]), got "
                          f"{[None if x is None else tuple(x.shape) for x in ids]}")
-    nid = nid if with_n else None
-    if cfg.mode == 'group': return false_negative_mask((pid, gid, nid), 'group')
-    nid = nid if cfg.mode == 'finetune' else None
-    g = (gather_ids or all_gather_ids)(torch.cat([pid, gid] + ([nid.flatten()] if nid is not None else []))).view(W, -1)
-    return false_negative_mask((pid, gid, nid), cfg.mode, (g[:, :B].flatten(), g[:, B:2 * B].flatten(), g[:, 2 * B:].flatten() if nid is not None else None), offset)
+    nid, ngid = (nid, ngid if cfg.mask_negative_classes else nid) if with_n else (None, None)
+    if cfg.mode == 'group': return false_negative_mask((pid, gid, nid, ngid), 'group')
+    nid, ngid = (nid, ngid) if cfg.mode == 'finetune' else (None, None)
+    g = (gather_ids or all_gather_ids)(torch.cat([pid, gid] + ([nid.flatten(), ngid.flatten()] if nid is not None else []))).view(W, -1)
+    BM = 0 if nid is None else B * M
+    return false_negative_mask((pid, gid, nid, ngid), cfg.mode, (g[:, :B].flatten(), g[:, B:2 * B].flatten(),
+                               g[:, 2 * B:2 * B + BM].flatten() if nid is not None else None, g[:, 2 * B + BM:].flatten() if nid is not None else None), offset)
+
 
 # %% ../nbs/11_losses.ipynb #77cd0b92
 def contrastive_loss(q: Tensor,                       # [B, D] raw query reps (normalised inside, per Matryoshka dim)
@@ -354,7 +366,7 @@ def contrastive_loss(q: Tensor,                       # [B, D] raw query reps (n
                      mode: str | None = None,         # override `cfg.mode` for this batch
                      gather_fn: Callable[[Tensor], Tensor] | None = None,  # cross-process gather with autograd (default: `all_gather_with_grad`)
                      rank: int | None = None,         # this process's rank (default: torch.distributed's)
-                     ids: tuple[Tensor, Tensor, Tensor | None] | None = None,  # `false_negative_ids` of the batch (None: no false-negative mask)
+                     ids: tuple[Tensor, Tensor, Tensor | None, Tensor | None] | None = None,  # `false_negative_ids` of the batch (None: no false-negative mask)
                      gather_ids: Callable[[Tensor], Tensor] | None = None,  # cross-process gather of the ids (default: `all_gather_ids`)
                     ) -> tuple[Tensor, dict]:
     "The KaLM-V2 objective: (loss, stats)."

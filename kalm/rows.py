@@ -58,6 +58,10 @@ def check_row(path,             # the file (named in errors)
         if row.get(f) is not None and not isinstance(row[f], str): raise bad(f, f"must be a string, got {describe_value(row[f])}")
     tt = row.get('task_type')
     if tt is not None and tt not in TASK_TYPES: raise bad('task_type', f"unknown task type {tt!r}", f"one of {', '.join(TASK_TYPES)}")
+    nl = row.get('neg_labels')
+    if nl is not None:
+        if not (isinstance(nl, list) and all(x is None or isinstance(x, str) for x in nl)): raise bad('neg_labels', f"must be a list of strings or nulls, got {describe_value(nl)}")
+        if len(nl) != len(neg or []): raise bad('neg_labels', f"has {len(nl)} labels for {len(neg or [])} negatives", "one per negative (null: no class)")
     ts = row.get('teacher_scores')
     if ts is not None:
         if not (isinstance(ts, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in ts)):

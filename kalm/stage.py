@@ -375,6 +375,7 @@ class TextBatch:
     rows: list[int]                      # row indices (this process)
     category: str                        # category of the global batch's leading row
     classes: list[str | None]            # class key of each row ('category\x1flabel'; None: no class), for the false-negative mask
+    neg_classes: list[list[str | None]] | None = None  # [B][M] class key of each negative (mined `neg_labels`; None: unknown)
 
 
 def sample_negatives(negs: Sequence[str],  # the row's negatives
@@ -407,7 +408,8 @@ def make_batch(cols: 'StageRows | dict[str, list]',  # `check_rows` output (or p
     mode = cfg.loss_config().mode
     if cfg.kind != 'pretrain' and got['task_type'][-1] in cfg.group_task_types: mode = 'group'
     M, n = cfg.negatives, (len(cols) if hasattr(cols, 'take') else len(cols['query']))
-    q, qi, p, di, ns, ts = [], [], [], [], [], []
+    q, qi, p, di, ns, ts, nc = [], [], [], [], [], [], []
+    key = lambda k, l: None if l is None else f"{got['category'][k]}\x1f{l}"
     for k, i in enumerate(rows):
         tt, ins = got['task_type'][k], got['instruction'][k] or ''
         q.append(got['query'][k]); p.append(got['pos'][k])
@@ -419,12 +421,15 @@ def make_batch(cols: 'StageRows | dict[str, list]',  # `check_rows` output (or p
         if have:
             idx = sample_negatives(have, M, rng)
             ns.append([have[j] for j in idx])
+            labs = (got.get('neg_labels') or [None] * len(rows))[k]
+            nc.append([key(k, labs[j]) if labs else None for j in idx])
             if 'teacher_scores' in got: ts.append([got['teacher_scores'][k][0]] + [got['teacher_scores'][k][1 + j] for j in idx])
         else:  # positives of random other rows (one small take each)
             fill = []
             while len(fill) < M:
                 other = _take(cols, [rng.randrange(n)])['pos'][0]
                 if other != got['pos'][k] or n == 1: fill.append(other)
-            ns.append(fill)
+            ns.append(fill); nc.append([None] * M)
     classes = [None if l is None else f"{c}\x1f{l}" for c, l in zip(got['category'][:-1], (got.get('label') or [None] * len(got['query']))[:-1])]
-    return TextBatch(q, qi, p, di, ns, ts if 'teacher_scores' in got and M else None, mode, rows, got['category'][-1], classes)
+    return TextBatch(q, qi, p, di, ns, ts if 'teacher_scores' in got and M else None, mode, rows, got['category'][-1], classes,
+                     nc if M and 'neg_labels' in got else None)

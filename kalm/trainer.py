@@ -238,7 +238,7 @@ def forward_backward(self: Trainer, step: int) -> dict:
     B, M = len(tb.queries), cfg.negatives
     teacher = None if tb.teacher_scores is None else torch.tensor(tb.teacher_scores, dtype=torch.float32, device=acc.device)
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 1009 + self.rank)
-    ids = tuple(None if x is None else x.to(acc.device) for x in false_negative_ids(tb.positives, tb.negatives if M else None, tb.classes))
+    ids = tuple(None if x is None else x.to(acc.device) for x in false_negative_ids(tb.positives, tb.negatives if M else None, tb.classes, tb.neg_classes if M else None))
 
     def loss_fn(reps):
         n = reps[2].view(B, M, -1) if M else None
