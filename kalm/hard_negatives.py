@@ -19,9 +19,9 @@ import torch
 from fastcore.script import Param, call_parse
 from tqdm.auto import tqdm
 
-from .core import Config, ConfigError, KalmError, atomic_write, cli_errors, write_json
+from .core import Config, ConfigError, KalmError, atomic_write, weights_hash, cli_errors, write_json
 from .provenance import code_version
-from .checkpoint import read_lineage, weights_key
+from .checkpoint import read_lineage
 from .bidirectional import cpu_precision
 from .data_cards import load_rows, save_rows
 from .embedder import KaLMEmbedder
@@ -439,6 +439,7 @@ def _encode_fn(path: str, cfg: MineConfig) -> Callable:
         with cpu_precision(cfg.precision):
             return emb.encode(list(texts), instruction=instruction, batch_size=cfg.batch_size, max_length=cfg.max_length,
                               batch_tokens=cfg.batch_tokens, show_progress_bar=False)
+    encode.weights = weights_hash(emb, extra=emb.config.to_json())  # the model as loaded (no second read of its files): names its saved pieces
     return encode
 
 
@@ -465,8 +466,8 @@ def mine_stage(cfg: MineConfig | str | Path,   # mining config or its YAML
     encode, teacher = _encode_fn(cfg.model, cfg), _encode_fn(cfg.teacher, cfg) if cfg.teacher else None
     pieces, settings = run_dir/'mine_pieces', [cfg.max_length, cfg.batch_size, cfg.batch_tokens, cfg.precision]
     with run_lock(run_dir), StopSignals() as sig:  # one process at a time writes into the folder; a signal stops after the encoder call under way
-        saved = lambda fn, m, who: SavedCalls(fn, pieces/who, json.dumps([weights_key(m), *settings]), sig, f"mining {out}")
-        encode, teacher = saved(encode, cfg.model, 'model'), (saved(teacher, cfg.teacher, 'teacher') if teacher else None)
+        saved = lambda fn, who: SavedCalls(fn, pieces/who, json.dumps([fn.weights, *settings]), sig, f"mining {out}")
+        encode, teacher = saved(encode, 'model'), (saved(teacher, 'teacher') if teacher else None)
         t0 = time.time()
         mined, stats = mine_dataset(ds, encode, corpus=corpus, num_negatives=cfg.num_negatives, sample_range=tuple(cfg.sample_range),
                                     filter_topk=cfg.filter_topk, keep_existing=cfg.keep_existing, teacher_encode_fn=teacher, per_category=cfg.per_category,
