@@ -2,11 +2,13 @@
 and exits 75, and the same command resumes to the weights of an uninterrupted run; under accelerate a signal to one rank
 stops every rank at the same step; checkpoints come by time as well as by steps; a full disk is one line (exit 2) that
 leaves the newest good checkpoint in place and nothing half-written; the papermill pipeline preempted in a fine-tuning
-stage resumes there, the stages before it not trained again."""
+stage resumes there, the stages before it not trained again; `kalm-mine` stopped by SIGTERM while it encodes ends with exit 75 and
+the same command writes the rows of an uninterrupted mining."""
 import json, signal, socket, subprocess, sys, time
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import TRAIN_ENV, stage_yaml, train_cmd
 
 STEPS = 24  # 64 rows, batch 4: 1.5 epochs of the tiny model, a few seconds; a signal at step 3 lands in the middle
@@ -164,3 +166,30 @@ def test_the_pipeline_preempted_in_a_stage_resumes_there(tmp_path):
     ref = subprocess.run(train_cmd(ft/'config.yaml', tmp_path/'ref'), cwd=tmp_path, env=TRAIN_ENV, capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr[-3000:]
     assert _sha(ft) == _sha(tmp_path/'ref')
+
+
+def test_kalm_mine_preempted_then_the_same_command_resumes(work):
+    "The console script as a user runs it: SIGTERM while it encodes (one text per saved call), exit 75 and one line; the same command finishes with the rows of an uninterrupted mining."
+    from kalm.checkpoint import save_model
+    from kalm.core import weights_hash
+    from kalm.embedder import KaLMEmbedder
+    emb = KaLMEmbedder.from_preset('tiny', device='cpu')
+    save_model(emb, work/'tiny-model', dict(lineage=[weights_hash(emb)], stage='init'))
+    (work/'mine.yaml').write_text(yaml.safe_dump(dict(model='tiny-model', data='rows.jsonl.gz', max_length=32, batch_size=16, piece_size=1,
+                                                      num_negatives=2, filter_topk=None)))
+    cmd = lambda run: [sys.executable, '-m', 'kalm.hard_negatives', '--config', 'mine.yaml', '--run_dir', run, '--quiet']
+    ref = subprocess.run(cmd('mine-clean'), cwd=work, env=TRAIN_ENV, capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    pieces = work/'mine-stop'/'mine_pieces'
+    p = _start(cmd('mine-stop'), work, work/'mine-stop.log')
+    _wait(p, lambda: pieces.is_dir() and len(list(pieces.rglob('*.npy'))) >= 3, '3 saved encoder calls')  # of ~190 (one text each)
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=120); err = (work/'mine-stop.log').read_text()
+    assert p.returncode == 75 and 'Traceback' not in err, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("preempted: mining ") and "(0 read back); they are saved in" in err, err[-3000:]
+    assert not (work/'mine-stop'/'mined.jsonl.gz').exists()
+    r = subprocess.run(cmd('mine-stop'), cwd=work, env=TRAIN_ENV, capture_output=True, text=True, timeout=300)  # the same command again
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (work/'mine-stop'/'mined.jsonl.gz').read_bytes() == (work/'mine-clean'/'mined.jsonl.gz').read_bytes()
+    calls = json.loads((work/'mine-stop'/'mine_stats.json').read_text())['encoder_calls']['model']
+    assert calls['read_back'] >= 3 and not pieces.exists(), calls
