@@ -58,17 +58,27 @@ def category_codes(categories: Any,            # a datasets.Dataset, a pyarrow a
 # %% ../nbs/00d_batching.ipynb #67dba9b5
 def mixture_quotas(weights: dict[str, float], # category -> weight (> 0)
                    n: int, # total rows
+                   caps: dict[str, int] | None = None, # category -> most rows it may give (e.g. repeat cap x its rows)
                   ) -> dict[str, int]:
-    "Rows per category proportional to weight, summing exactly to `n` (largest remainder)."
+    """Rows per category proportional to weight, summing exactly to `n` (largest remainder). With `caps` no category
+    gets more than its cap: what a capped one cannot give goes to the others by weight; all capped, the sum is below `n`."""
     if not weights: raise ValueError("no categories to mix")
     if n < 0: raise ValueError(f"n must be >= 0, got {n}")
     bad = [k for k, w in weights.items() if not (isinstance(w, (int, float)) and math.isfinite(w) and w > 0)]
     if bad: raise ValueError(f"weight of {bad[0]!r} must be > 0, got {weights[bad[0]]!r}")
-    tot = sum(weights.values())
-    exact = {k: n*w/tot for k, w in weights.items()}
+    if bad := [k for k, c in (caps or {}).items() if not (isinstance(c, (int, np.integer)) and c >= 0)]:
+        raise ValueError(f"cap of {bad[0]!r} must be an integer >= 0, got {caps[bad[0]]!r}")
+    fixed, free = {}, dict(weights)
+    while free:  # water-filling: fix the categories whose share is over their cap, share the rest again
+        left, tot = n - sum(fixed.values()), sum(free.values())
+        over = [k for k, w in free.items() if k in (caps or {}) and left*w/tot > caps[k]]
+        if not over: break
+        for k in over: fixed[k] = int(caps[k]); del free[k]
+    left, tot = n - sum(fixed.values()), sum(free.values())
+    exact = {k: left*w/tot for k, w in free.items()}
     q = {k: int(math.floor(v)) for k, v in exact.items()}
-    for k in sorted(exact, key=lambda k: (-(exact[k] - q[k]), k))[:n - sum(q.values())]: q[k] += 1
-    return q
+    for k in sorted(exact, key=lambda k: (-(exact[k] - q[k]), k))[:left - sum(q.values())]: q[k] += 1
+    return {k: fixed.get(k, q.get(k)) for k in weights}
 
 
 def quota_indices(size: int,  # rows of the category
@@ -86,13 +96,14 @@ def mix_categories(data: dict[str, 'datasets.Dataset'], # category -> canonical 
                    weights: dict[str, float], # category -> weight
                    n: int, # rows in the mixture
                    seed: int = 0,
+                   caps: dict[str, int] | None = None, # category -> most rows it may give (`mixture_quotas`)
                   ) -> 'datasets.Dataset':
     "A mixture of `n` rows with per-category quotas proportional to `weights`; deterministic by seed."
     from datasets import concatenate_datasets
     missing = sorted(set(weights) - set(data))
     if missing: raise ValueError(f"no data for category {missing[0]!r}")
     parts = []
-    for k, m in sorted(mixture_quotas(weights, n).items()):
+    for k, m in sorted(mixture_quotas(weights, n, caps).items()):
         if m == 0: continue
         ds = data[k]
         if len(ds) == 0: raise ValueError(f"category {k!r} is empty")

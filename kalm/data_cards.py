@@ -17,14 +17,14 @@ from .source_layouts import CONVERTERS, MISSING, field_value, is_plain_retrieval
 from .conversions import TASK_CONVERTERS, prepared_rows  # each task type's rows -> canonical rows (kalm.conversions)
 
 # %% auto #0
-__all__ = ['log', 'STAGES', 'EVIDENCE', 'SIZE_UNITS', 'SOURCE_FIELDS', 'LABELINGS', 'cards_dir', 'CardError', 'DataCard',
-           'load_card', 'load_cards', 'cards_table', 'LoadReport', 'read_source', 'load_canonical', 'toy_card',
-           'load_stage']
+__all__ = ['log', 'STAGES', 'EVIDENCE', 'SIZE_UNITS', 'SOURCE_FIELDS', 'LABELINGS', 'PROPORTIONS', 'cards_dir', 'CardError',
+           'DataCard', 'load_card', 'load_cards', 'cards_table', 'LoadReport', 'read_source', 'load_canonical',
+           'toy_card', 'mixture_terms', 'load_stage']
 
 # %% ../nbs/01_data_cards.ipynb #416dc8d2
 log = logging.getLogger("kalm.data_cards")
 
-def cards_dir(which: str = '' # '', 'pretrain', 'finetune' or 'mini'
+def cards_dir(which: str = '' # '', 'pretrain', 'finetune', 'release' or 'mini'
              ) -> Path:
     "Folder of the shipped data cards."
     return repo_root()/'data_cards'/which
@@ -137,6 +137,7 @@ def _validate(d: Any, path: Path) -> dict:
     _check(sz['value'] is None or (isinstance(sz['value'], int) and not isinstance(sz['value'], bool) and sz['value'] >= 0), path, 'size.value', f"must be a non-negative integer or null, got {sz['value']!r}")
     _check(sz['unit'] in SIZE_UNITS, path, 'size.unit', f"must be one of {SIZE_UNITS}, got {sz['unit']!r}")
     _check(sz['evidence'] in EVIDENCE, path, 'size.evidence', f"must be one of {EVIDENCE}, got {sz['evidence']!r}")
+    _check(sz.get('bytes') is None or (isinstance(sz['bytes'], int) and not isinstance(sz['bytes'], bool) and sz['bytes'] >= 0), path, 'size.bytes', f"must be a non-negative integer (bytes of the source's files) or absent, got {sz.get('bytes')!r}")
     _check(isinstance(d['license'], str) and d['license'].strip(), path, 'license', "must be a non-empty string ('unknown' if not known)")
     w = d['weight']
     _check(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w > 0, path, 'weight', f"must be a number > 0, got {w!r}")
@@ -405,17 +406,38 @@ def toy_card(task_type: str, fields: dict, **kw) -> DataCard:
     return DataCard(**d)
 
 # %% ../nbs/01_data_cards.ipynb #764beea5
+PROPORTIONS = ('weights', 'natural')  # a mixture's quotas: by card weight, or by card weight x the card's rows
+
+
+def mixture_terms(cards: Sequence[DataCard],    # the stage's cards
+                  rows: dict[str, int],         # card name -> its rows (loaded, or stated by the card)
+                  proportions: str = 'weights', # weights | natural
+                  repeat_cap: float | None = None, # no card gives more than this x its rows (None: no cap)
+                 ) -> tuple[dict[str, float], dict[str, int] | None]:
+    "The weights and caps (`kalm.batching.mixture_quotas`) of a stage's mixture, for the cards in `rows`."
+    if proportions not in PROPORTIONS: raise ValueError(f"proportions must be one of {PROPORTIONS}, got {proportions!r}")
+    if repeat_cap is not None and not repeat_cap > 0: raise ValueError(f"repeat_cap must be > 0 (or None), got {repeat_cap!r}")
+    cs = [c for c in cards if c.name in rows]
+    weights = {c.name: c.weight*(rows[c.name] if proportions == 'natural' else 1) for c in cs}
+    caps = None if repeat_cap is None else {c.name: int(math.floor(repeat_cap*rows[c.name])) for c in cs}
+    return {k: w for k, w in weights.items() if w > 0}, caps
+
+
 def load_stage(cards: Sequence[DataCard], # the stage's cards
                n: int | None = None, # rows in the mixture (default: every row of every card once)
                seed: int = 0,
                max_rows_per_card: int | None = None, # cap on source rows read per card (smoke runs)
                hub_mirror: str | Path | None = None,
                labeling: str | None = None, # override the labeling of every classification / clustering card
+               proportions: str = 'weights', # quotas by card weight, or by weight x rows ('natural'); with `n` only
+               repeat_cap: float | None = None, # no card gives more than this x its rows; with `n` only
               ) -> tuple['datasets.Dataset', dict[str, LoadReport]]:
-    "Load every card of a stage into the canonical schema and mix them by weight."
+    "Load every card of a stage into the canonical schema and mix them: every row once, or `n` rows by quota."
     from datasets import concatenate_datasets
     if not cards: raise ValueError("no cards for this stage")
     data, reps = {}, {}
     for c in cards: data[c.name], reps[c.name] = load_canonical(c, max_rows=max_rows_per_card, seed=seed, hub_mirror=hub_mirror, labeling=labeling)
     if n is None: return concatenate_datasets([data[k] for k in sorted(data)]), reps
-    return mix_categories(data, {c.name: c.weight for c in cards}, n, seed=seed), reps
+    if empty := sorted(k for k, d in data.items() if len(d) == 0): raise ValueError(f"card {empty[0]!r} has no rows")
+    weights, caps = mixture_terms(cards, {k: len(d) for k, d in data.items()}, proportions, repeat_cap)
+    return mix_categories(data, weights, n, seed=seed, caps=caps), reps

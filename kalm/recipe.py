@@ -19,7 +19,7 @@ from fastcore.script import Param, call_parse
 from .core import Config, ConfigError, KalmError, atomic_write, cli_errors, deep_merge, parse_overrides, write_json
 from .provenance import code_version
 from .run_folders import check_run_dir
-from .data_cards import LABELINGS, STAGES, load_rows, load_stage, save_rows
+from .data_cards import LABELINGS, PROPORTIONS, STAGES, load_rows, load_stage, save_rows
 from .embedder import KaLMEmbedder
 from .hard_negatives import MineConfig, mine_stage, teacher_scores
 from .soup import (SoupError, cocktail_weights, greedy_soup, heldout_recall, uniform_soup,
@@ -33,7 +33,7 @@ from .memory import peak_rss_mb, release_memory, reset_peak
 
 # %% auto #0
 __all__ = ['SOUP_METHODS', 'DistillConfig', 'RecipeConfig', 'plot_soup_scores', 'launch_stage', 'stages_cards', 'recipe_data',
-           'score_settings', 'recipe_soups', 'recipe_distill', 'run_recipe', 'recipe_cli']
+           'recipe_negatives', 'score_settings', 'recipe_soups', 'recipe_distill', 'run_recipe', 'recipe_cli']
 
 # %% ../nbs/17_recipe.ipynb #ccd5a77c
 @dataclass
@@ -68,7 +68,9 @@ class RecipeConfig(Config):
     seed: int = 0                          # fine-tuning mixture and held-out split (every stage has its own seed)
     model: str = 'tiny'                    # where pre-training starts: a model preset, a model folder or a hub id
     cards: list[str] = field(default_factory=lambda: ['mini'])  # card files / folders / shipped set
-    finetune_rows: int | None = 2000       # rows of the fine-tuning mixture (None: every row)
+    finetune_rows: int | None = 2000       # rows of the fine-tuning mixture (None: every row once, the sources' natural proportions)
+    proportions: str = 'weights'           # quotas of `finetune_rows`: by card weight, or `natural` (weight x the card's rows)
+    repeat_cap: float | None = None        # no card gives the fine-tuning mixture more than this x its rows (None: no cap)
     max_rows_per_card: int | None = None   # cap on source rows per card
     holdout_rows: int = 128                # soup selection rows, held out of fine-tuning
     finetune_stages: list[str] = field(default_factory=lambda: ['finetune'])  # card stages of the fine-tuning mixture ([finetune, pretrain]: replay the pre-training categories)
@@ -77,6 +79,7 @@ class RecipeConfig(Config):
     labeling: str | None = None            # classification / clustering positives: example | label_text (None: each card's own, `example` by default)
     pretrain: StageConfig = field(default_factory=dict)   # the pre-training stage (kind pretrain)
     mine: MineConfig = field(default_factory=dict)        # mining with the pre-trained model
+    negatives: str = 'mine'                # mine: hard negatives mined with the pre-trained model; given: the rows' own (e.g. the official release's), no mining
     finetune: StageConfig = field(default_factory=dict)   # the settings every fine-tuning run shares (kind finetune)
     ingredients: list[dict[str, Any]] = field(default_factory=lambda: [{'seed': 1}, {'seed': 2}, {'seed': 3}])  # per-run changes to `finetune`
     soups: list[str] = field(default_factory=lambda: list(SOUP_METHODS))  # uniform | greedy | cocktail
@@ -105,6 +108,9 @@ class RecipeConfig(Config):
         for f in ('finetune_stages', 'holdout_stages'):
             bad = [s for s in getattr(self, f) or [] if s not in STAGES]
             if bad or getattr(self, f) == []: self._bad(f, f"unknown card stage {bad[0]!r} (choose from {STAGES})" if bad else "needs at least one card stage")
+        if self.proportions not in PROPORTIONS: self._bad('proportions', f"must be one of {', '.join(PROPORTIONS)}")
+        if self.repeat_cap is not None and not self.repeat_cap > 0: self._bad('repeat_cap', "must be > 0 (or null)")
+        if self.negatives not in ('mine', 'given'): self._bad('negatives', "must be mine or given")
         if self.labeling not in (None, *LABELINGS): self._bad('labeling', f"must be one of {', '.join(LABELINGS)} (or null)")
         for i, o in enumerate(self.ingredients): self.ingredient(i + 1)  # validate every run now, not after hours
 
@@ -122,14 +128,6 @@ class RecipeConfig(Config):
                 d = {**base, **d}
             setattr(self, f, d if kind is None else {**d, 'kind': kind})
 
-    def ingredient(self, i: int) -> StageConfig:
-        "The config of fine-tuning run `i` (1-based): `finetune` with the run's changes; model and data wired by `run_recipe`."
-        o = self.ingredients[i - 1]
-        bad = [k for k in _WIRED if k in o]
-        if bad: self._bad(f"ingredients[{i - 1}].{bad[0]}", "is set by the recipe, not per run")
-        try: return StageConfig.from_dict({**self.finetune.to_dict(), 'name': f'finetune-{i}', **o, 'kind': 'finetune'}, self._source())
-        except ConfigError as e: raise ConfigError(self._source(), f"ingredients[{i - 1}].{e.field}" if e.field else f"ingredients[{i - 1}]", e.msg) from None
-
     def to_dict(self) -> dict:
         "As YAML would write it: the blocks without the fields the recipe wires."
         d = super().to_dict()
@@ -139,6 +137,16 @@ class RecipeConfig(Config):
 
 
 # %% ../nbs/17_recipe.ipynb #8724dfe1
+@patch
+def ingredient(self: RecipeConfig, i: int) -> StageConfig:
+    "The config of fine-tuning run `i` (1-based): `finetune` with the run's changes; model and data wired by `run_recipe`."
+    o = self.ingredients[i - 1]
+    bad = [k for k in _WIRED if k in o]
+    if bad: self._bad(f"ingredients[{i - 1}].{bad[0]}", "is set by the recipe, not per run")
+    try: return StageConfig.from_dict({**self.finetune.to_dict(), 'name': f'finetune-{i}', **o, 'kind': 'finetune'}, self._source())
+    except ConfigError as e: raise ConfigError(self._source(), f"ingredients[{i - 1}].{e.field}" if e.field else f"ingredients[{i - 1}]", e.msg) from None
+
+
 @patch
 def seed_overrides(self: RecipeConfig, s: int) -> dict:
     "Dotted fields that make seed `s` of this recipe: mixture and hold-out, pre-training (draws and start), mining, distillation and each fine-tuning run (100·s + its seed, its other changes kept); seed 0 changes nothing."
@@ -207,12 +215,13 @@ def recipe_data(cfg: RecipeConfig, run: Path, eval_suite: str | Path | None = No
     "Step 1: the fine-tuning mixture and its held-out selection rows in `run/data`; (held-out rows, overlap with `eval_suite`)."
     data, sf = run/'data', run/'data'/'data.json'
     spec = {k: getattr(cfg, k) for k in ('seed', 'cards', 'finetune_rows', 'max_rows_per_card', 'holdout_rows', 'labeling', 'finetune_stages', 'holdout_stages')}
+    spec |= {k: v for k, v in (('proportions', cfg.proportions), ('repeat_cap', cfg.repeat_cap)) if v not in ('weights', None)}  # (folders made before these fields: as they were)
     if sf.is_file() and json.loads(sf.read_text()) != spec:  # (a folder from before data.json: its rows are taken as they are)
         diff = sorted(k for k, v in json.loads(sf.read_text()).items() if spec.get(k) != v)
         raise ConfigError(sf, None, f"holds the fine-tuning and held-out rows of another recipe (fields {diff}); use a new run folder")
     if not (data/'holdout.jsonl.gz').is_file():
         kw = dict(max_rows_per_card=cfg.max_rows_per_card, labeling=cfg.labeling)
-        ds, _ = load_stage(stages_cards(cfg, cfg.finetune_stages), n=cfg.finetune_rows, seed=cfg.seed, **kw)
+        ds, _ = load_stage(stages_cards(cfg, cfg.finetune_stages), n=cfg.finetune_rows, seed=cfg.seed, proportions=cfg.proportions, repeat_cap=cfg.repeat_cap, **kw)
         if cfg.holdout_stages is None: train, held = split_holdout(ds, cfg.holdout_rows, cfg.seed)
         else:  # an equal share of every category of these stages, no query pre-training trains on; fine-tuning loses the held-out queries
             from datasets import concatenate_datasets
@@ -229,6 +238,24 @@ def recipe_data(cfg: RecipeConfig, run: Path, eval_suite: str | Path | None = No
     overlap = len(set(held['query']) & suite_texts(ev, fields=('text', 'sentence1', 'sentence2'))) if ev and ev.is_dir() else None
     if overlap: raise SoupError(f"{data/'holdout.jsonl.gz'}: {overlap} held-out queries are in the evaluation suite {ev}")
     return held, overlap
+
+# %% ../nbs/17_recipe.ipynb #92897343
+def recipe_negatives(cfg: RecipeConfig, run: Path, pre_model: Path, progress: bool = True) -> Path:
+    "Step 3: the fine-tuning rows with their hard negatives — mined with the pre-trained model, or (`negatives: given`) the rows' own."
+    data = run/'data'/'finetune.jsonl.gz'
+    if cfg.negatives == 'given':  # e.g. the official release: its rows carry the negatives its authors mined and filtered
+        import pyarrow.compute as pc
+        rows = load_rows(data)
+        if none := pc.sum(pc.equal(pc.fill_null(pc.list_value_length(rows.data.column('neg')), 0), 0)).as_py():
+            raise ConfigError(cfg._source(), 'negatives', f"is 'given' but {none} of {len(rows)} fine-tuning rows ({data}) have no "
+                              "negatives: mine them (negatives: mine) or use cards whose rows carry negatives")
+        return data
+    say = print if progress_mode(progress) == 'lines' else (lambda *a, **k: None)
+    say("mining: start")
+    mined = mine_stage(replace(cfg.mine, model=str(pre_model), data=str(data)), run/'mine', progress=progress_mode(progress) == 'bar')
+    ms = json.loads((run/'mine'/'mine_stats.json').read_text())
+    say(f"mining: done, kept {ms['kept']} of {ms['rows']} rows")
+    return mined
 
 # %% ../nbs/17_recipe.ipynb #bf6d3445
 def score_settings(cfg: RecipeConfig) -> dict:
@@ -313,12 +340,7 @@ def run_recipe(cfg: RecipeConfig | str | Path,  # recipe config or its YAML
     held, overlap = step('data', lambda: recipe_data(cfg, run, eval_suite))
     say(f"data: {len(load_rows(run/'data'/'finetune.jsonl.gz'))} fine-tuning rows, {len(held)} held-out rows (eval overlap: {overlap})")
     pre_model = step('pretrain', lambda: launch_stage(cfg.pretrain, run/'pretrain', cfg.launcher, progress))
-    if progress_mode(progress) == 'lines': say("mining: start")
-    mined = step('mine', lambda: mine_stage(replace(cfg.mine, model=str(pre_model), data=str(run/'data'/'finetune.jsonl.gz')), run/'mine',
-                                            progress=progress_mode(progress) == 'bar'))
-    if progress_mode(progress) == 'lines':
-        ms = json.loads((run/'mine'/'mine_stats.json').read_text())
-        say(f"mining: done, kept {ms['kept']} of {ms['rows']} rows")
+    mined = step('mine', lambda: recipe_negatives(cfg, run, pre_model, progress))
     ings = [str(step(f'finetune-{i}', lambda i=i: launch_stage(replace(cfg.ingredient(i), model=str(pre_model), data=str(mined)),
                                                                run/f'finetune-{i}', cfg.launcher, progress)))
             for i in range(1, len(cfg.ingredients) + 1)]

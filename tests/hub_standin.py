@@ -4,7 +4,7 @@
 models of the real architectures — a 2-layer Qwen2 base LLM as `Qwen/Qwen2-0.5B` (transformers layout, with a real
 fast tokenizer), a 2-layer causal last-token Qwen3 embedder as `Qwen/Qwen3-Embedding-8B` (sentence-transformers layout
 with Qwen3-Embedding's prompts) — and, for a few data cards of each stage and source layout, a few hundred rows in the
-card's declared schema. Everything is written by the libraries' own writers into the caches their offline loaders read
+card's declared schema; for a few folders of the official fine-tuning release, rows in the release's own layout. Everything is written by the libraries' own writers into the caches their offline loaders read
 (`save_pretrained` into the hub cache's snapshot layout; the datasets `parquet` builder into the datasets cache under
 the config id `load_dataset` computes), so the **real** calls — `from_pretrained`, `SentenceTransformer`,
 `load_dataset` — resolve the real ids with `HF_HUB_OFFLINE=1`, through kalm's own code, no side door.
@@ -27,6 +27,12 @@ STANDIN_CARDS = ('pretrain/pt-amazon-reviews-2023.yaml', 'pretrain/pt-dbpedia-en
                  'finetune/cmteb-t2ranking.yaml', 'finetune/amazon-reviews.yaml', 'finetune/cmteb-afqmc.yaml',
                  'finetune/cmteb-cmnli.yaml', 'finetune/msmarco.yaml', 'finetune/fiqa.yaml', 'finetune/webgpt-comparisons.yaml',
                  'finetune/esci.yaml')
+# folders of the official fine-tuning release (the paper presets' default fine-tuning data), in its layout: `query` carries its
+# instruction (`Instruct: … \n Query: …`, the official example's spacing; one folder without the spaces), `pos` and 7 `neg` lists
+RELEASE_CARDS = ('release/ft-multi-cpr.yaml', 'release/ft-wikipedia-nq.yaml', 'release/ft-expertqa.yaml')
+RELEASE_INSTRUCTIONS = {'Multi-CPR': 'Given a Chinese search query, retrieve the passage that answers it.',
+                        'wikipedia-nq': 'Given a question, retrieve Wikipedia passages that answer the question.',
+                        'Expertqa': 'Given an expert-level question, retrieve passages that answer the question.'}
 
 
 def _snapshot(home: Path, kind: str, repo_id: str) -> Path:
@@ -131,6 +137,11 @@ def source_datasets(card: dict, n: int, seed: int = 0) -> list[tuple[list[dict],
             s0 = rng.choice([1.0, 0.0, -1.0])
             rows.append(dict(question=dict(dataset='eli5', full_text=r['query']), answer_0=r['pos'], answer_1=r['neg'][0], score_0=s0, score_1=-s0))
         return [(rows, where)]
+    if s.get('converter') == 'kalm-release':
+        ins, sep = RELEASE_INSTRUCTIONS[s['data_dir']], '\n' if s['data_dir'] == 'Expertqa' else ' \n '
+        negs = [r['pos'] for r in ret]
+        return [([dict(query=f"Instruct: {ins}{sep}Query: {r['query']} ({s['data_dir']} {i})", pos=[r['pos']],  # each folder its own queries
+                       neg=[negs[(i + 7*k + 1) % len(negs)] for k in range(7)]) for i, r in enumerate(ret[:n])], where)]
     rows = card_rows(card, n, seed)
     for k, vals in (s.get('filter') or {}).items():
         for i, r in enumerate(rows): r[k] = vals[0] if i % 3 else 'Irrelevant'
@@ -171,7 +182,7 @@ def build_hub_standin(home: str | Path, rows_per_card: int = 300) -> dict:
     "Fill `home` (an HF_HOME) with the paper presets' models and the stand-in cards' data; returns what it holds."
     home = Path(home)
     out = dict(models=[str(cache_base_llm(home)), str(cache_teacher(home))], cards=[], datasets=[])
-    for i, rel in enumerate(STANDIN_CARDS):
+    for i, rel in enumerate(STANDIN_CARDS + RELEASE_CARDS):
         card = yaml.safe_load((ROOT/'data_cards'/rel).read_text())
         for rows, where in source_datasets(card, rows_per_card, seed=i):
             cache_dataset(home, card['source']['hub'], rows, **where)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from hub_standin import BASE_LLM, STANDIN_CARDS, TEACHER, build_hub_standin, standin_env
+from hub_standin import BASE_LLM, RELEASE_CARDS, RELEASE_INSTRUCTIONS, STANDIN_CARDS, TEACHER, build_hub_standin, standin_env
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -116,13 +116,21 @@ def test_kalm_eval_of_a_hub_id(hub, tmp_path):
     assert res['aggregate']['n_tasks'] == 8 and 0 <= res['aggregate']['MTK'] <= 1
 
 
-@pytest.mark.parametrize('preset', ['kalm-v2', 'kalm-v2.5'])
-def test_paper_preset_end_to_end(hub, tmp_path, preset):
-    "The paper preset through papermill on the stand-in: the hub model, the stand-in cards (one per layout), the causal teacher."
-    cards = [str(ROOT/'data_cards'/c) for c in STANDIN_CARDS]
+ALTERNATIVE = {'recipe.finetune_rows': 600, 'recipe.proportions': 'natural', 'recipe.repeat_cap': 1.0, 'recipe.negatives': 'mine'}
+
+
+@pytest.mark.parametrize('preset,data', [('kalm-v2', 'release'), ('kalm-v2.5', 'release'), ('kalm-v2', 'reconstructed')])
+def test_paper_preset_end_to_end(hub, tmp_path, preset, data):
+    """The paper preset through papermill on the stand-in: the hub model, its default fine-tuning data (folders of the official
+    release: each row once, its instruction used once, its own negatives, no mining) or the reconstructed cards (one per source
+    layout, natural proportions under the repeat cap, mined negatives), and the causal teacher."""
+    pre = [str(ROOT/'data_cards'/c) for c in STANDIN_CARDS if c.startswith('pretrain/')]
+    ft = [str(ROOT/'data_cards'/c) for c in (RELEASE_CARDS if data == 'release' else STANDIN_CARDS) if not c.startswith('pretrain/')]
     out, work = tmp_path/'report', tmp_path/'work'
     out.mkdir()
-    ov = {'cards': cards, 'eval.tasks': [str(hub['suite'])], 'recipe.max_rows_per_card': 300}
+    ov = {'cards': pre + ft, 'eval.tasks': [str(hub['suite'])], 'recipe.max_rows_per_card': 300}
+    if data == 'release': ov['recipe.finetune_rows'] = None  # the preset's own setting; smoke runs draw 240 rows otherwise
+    else: ov.update(ALTERNATIVE)
     r = run(hub, [sys.executable, '-m', 'papermill', 'run_pipeline.ipynb', str(out/'run_pipeline.ipynb'), '-p', 'preset', preset,
                   '-p', 'smoke', 'True', '-p', 'out_dir', str(out), '-p', 'work_dir', str(work), '-y', f"overrides: {json.dumps(ov)}"],
             cwd=ROOT/'nbs', timeout=900)
@@ -131,11 +139,27 @@ def test_paper_preset_end_to_end(hub, tmp_path, preset):
     assert m['preset'] == preset and m['final'] == {'kalm-v2': 'soup-cocktail', 'kalm-v2.5': 'distill'}[preset]
     assert set(m['stages']) >= {'pretrain', 'finetune-1'} | ({'distill'} if preset == 'kalm-v2.5' else set())
     assert all(s['steps'] == 2 for s in m['stages'].values())
-    pre = (work/'recipe'/'pretrain'/'config.yaml').read_text()
-    assert f"model: {BASE_LLM}" in pre
+    assert f"model: {BASE_LLM}" in (work/'recipe'/'pretrain'/'config.yaml').read_text()
     if preset == 'kalm-v2.5':
         spec = json.loads((work/'recipe'/'distill'/'teacher.json').read_text())
         assert spec == {'teacher': TEACHER, 'prompt': 'Instruct: {instruction}\nQuery:'}
     for e in m['eval']:
         assert len(e['scores']) == 8 and all(0 <= v <= 1 for v in e['scores'].values())
     assert (out/'MODEL_CARD.md').is_file() and (out/'results.md').is_file()
+    r = py(hub, f"""
+import json
+from kalm.rows import load_rows
+from kalm.instructions import format_query
+rows = load_rows({str(work/'recipe'/'data'/'finetune.jsonl.gz')!r}).to_list()
+print(json.dumps(dict(n=len(rows), cats=sorted({{r['category'] for r in rows}}), ins=sorted({{r['instruction'] for r in rows}}),
+                      queries=[format_query(r['query'], r['instruction']) for r in rows], negs=sorted({{len(r['neg']) for r in rows}}))))
+""")
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    if data == 'release':  # every row of each folder once (300 each, less the held-out rows), its instruction once, its 7 negatives
+        assert d['n'] == 3*300 - 16 and d['cats'] == ['ft-expertqa', 'ft-multi-cpr', 'ft-wikipedia-nq'] and d['negs'] == [7]
+        assert d['ins'] == sorted(RELEASE_INSTRUCTIONS.values())
+        assert all(q.count('Instruct:') == 1 and q.count('Query:') == 1 for q in d['queries'])
+        assert not (work/'recipe'/'mine').exists() and m['mining'] is None
+    else:
+        assert d['n'] == 600 - 16 and m['mining']['rows'] == d['n']

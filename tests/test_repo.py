@@ -147,3 +147,20 @@ def test_the_lock_fits_settings_ini():
     mk = re.search(r'^LOCK_PYTHON := (\S+)', (ROOT/'Makefile').read_text(encoding='utf-8'), re.M).group(1)
     from lock import PYTHON
     assert mk == PYTHON, f"the Makefile checks for Python {mk}, the lock is resolved for {PYTHON}"
+
+
+def test_data_cards_readme_counts_match_the_cards():
+    "The card counts in data_cards/README.md (per task type, per size evidence) are those of the shipped cards."
+    import re
+    from collections import Counter
+    from kalm.data_cards import cards_dir, load_cards
+    text = (ROOT/'data_cards'/'README.md').read_text()
+    sets = ('pretrain', 'finetune', 'release')
+    cards = {s: load_cards(cards_dir(s)) for s in sets}
+    for key, head in (('task_type', '| task_type |'), ('evidence', '| size.evidence |')):
+        block = text[text.index(head):].split('\n\n')[0].splitlines()[2:]
+        got = {r.split('|')[1].strip().strip('*'): [int(re.match(r'\*?\*?(\d+)', c.strip()).group(1)) for c in r.split('|')[2:-1]] for r in block}
+        want = {s: Counter(getattr(c, key) if key == 'task_type' else c.size['evidence'] for c in cards[s]) for s in sets}
+        for row, counts in got.items():
+            exp = [len(cards[s]) for s in sets] if row == 'total' else [want[s][row] for s in sets]
+            assert counts == exp, (key, row, counts, exp)
