@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +18,10 @@ from .pipeline import Preset, best_ingredient, load_preset
 from .recipe import recipe_data, run_recipe
 from .stage import StageConfig
 from .trainer import train_stage
+
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:  # only named in string annotations; imported lazily where used
+    import pandas as pd
 
 # %% auto #0
 __all__ = ['ABLATION_ROWS', 'SAME_MODEL', 'seed_preset', 'finetune_variant', 'causal_variant', 'filter_variant',
@@ -262,7 +265,8 @@ def ablation_notes(work: Path, seeds: list, heldout: dict, models: dict, timings
              f"{', '.join(f'{s}: ' + ' / '.join(str(v) for v in k.values()) for s, k in mined.items())}."]
     if all('best ingredient' in m for m in models.values()) and any(r.get('soups') for r in heldout.values()):
         notes[1:1] = [f"- Greedy soup members per seed: {', '.join(f'{s}: ' + '+'.join(r.get('greedy_accepted', [])) for s, r in heldout.items())}; "
-                      f"best single ingredient (held-out recall@1, ties broken by held-out loss): {', '.join(f'{s}: ' + Path(str(m['best ingredient'])).parent.name for s, m in models.items())}. "
+                      "best single ingredient (held-out recall@1, ties broken by held-out loss): "
+                      f"{', '.join(f'{s}: ' + Path(str(m['best ingredient'])).parent.name for s, m in models.items())}. "
                       "The greedy soup starts from that ingredient and adds another only if held-out recall@1 strictly improves.",
                       f"- Held-out rows for the soups: {', '.join(sorted({str(r.get('heldout_rows')) for r in heldout.values()}))}."]
     has_causal = {s: (work/f'seed{s}'/'causal-pretrain'/'summary.json').is_file() for s in seeds}

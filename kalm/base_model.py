@@ -14,10 +14,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .core import KalmError, cli_errors, replace_dir, write_json
+
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:  # only named in string annotations; imported lazily where used
+    import torch
 
 # %% auto #0
 __all__ = ['BASE_MODELS', 'BaseModelError', 'GGUFPart', 'BaseModelSource', 'kalm_cache_dir', 'base_model_source', 'sha256_file',

@@ -18,6 +18,11 @@ from .embedder import KaLMEmbedder
 from .instructions import format_query, resolve_instruction
 from .memory import release_memory
 
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:  # only named in string annotations; imported lazily where used
+    import datasets
+    import numpy as np
+
 # %% auto #0
 __all__ = ['ZERO_SHOT_ROWS', 'STRING_RULE_NAME', 'ST_BUDGETS', 'zero_shot_rows', 'lexical_vectors', 'lexical_encoder',
            'baseline_rows', 'recipe_pairs', 'st_baseline', 'st_budget']
@@ -95,7 +100,7 @@ def baseline_rows(final: str | Path,  # the run's final model (folder): its rand
 def recipe_pairs(cfg, run: str | Path) -> "datasets.Dataset":
     "(anchor, positive) pairs of what a recipe trains on: its pre-training mixture, then its fine-tuning rows (hold-out excluded)."
     import datasets
-    from kalm.data_cards import load_rows
+    from kalm.rows import load_rows
     from kalm.stage import stage_data
     parts = [stage_data(cfg.pretrain), load_rows(Path(run) / "data" / "finetune.jsonl.gz")]
     anchors, positives = [], []
@@ -160,7 +165,8 @@ def st_baseline(base: str | Path,  # the untrained base (folder, base model name
     report = dict(steps=int(res.global_step), seconds=round(seconds, 1), budget_s=budget_s, max_steps=max_steps,
                   train_loss=round(float(res.training_loss), 4), pairs_seen=int(res.global_step) * batch_size,
                   rows=len(pairs), batch_size=batch_size, max_length=max_length, lr=lr, seed=seed, precision=precision,
-                  freeze=freeze, gradient_checkpointing=gradient_checkpointing, trainable_parameters=sum(t.numel() for t in model.parameters() if t.requires_grad), loss="MultipleNegativesRankingLoss", trainer="SentenceTransformerTrainer")
+                  freeze=freeze, gradient_checkpointing=gradient_checkpointing, trainable_parameters=sum(t.numel() for t in model.parameters() if t.requires_grad),
+                  loss="MultipleNegativesRankingLoss", trainer="SentenceTransformerTrainer")
     write_json(out / "st_baseline.json", report)
     return report
 

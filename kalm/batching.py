@@ -12,6 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:  # only named in string annotations; imported lazily where used
+    import datasets
+
 # %% auto #0
 __all__ = ['Categories', 'category_codes', 'mixture_quotas', 'quota_indices', 'mix_categories', 'category_batch_sizes',
            'semi_homogeneous_batches']

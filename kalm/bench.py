@@ -305,7 +305,7 @@ def train_throughput(model: str = 'qwen2-0.5b',         # a MODEL_PRESETS name (
                      **stage,                           # more StageConfig fields: precision, attn_implementation, gradient_checkpointing …
                     ) -> dict:
     "Training throughput of kalm's `Trainer` on texts that fill `max_length`: pairs/s, tokens/s, useful MFU, peak memory, wall seconds."
-    from kalm.data_cards import save_rows
+    from kalm.rows import save_rows
     from kalm.stage import StageConfig, make_batch
     from kalm.trainer import Trainer, read_metrics
     if not 0 <= skip < steps: raise ValueError(f"train_throughput: need 0 <= skip < steps, got skip={skip}, steps={steps}")

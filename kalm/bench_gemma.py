@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .bench import md_table, profile_step, step_mfu
-from .bench_runs import (encode_comparison, kalm_run, memory_comparison, same_work_losses, st_run, token_rows, training_comparison,
-                             training_pairs)
+from .bench_runs import kalm_run, same_work_losses, st_run, token_rows, training_comparison, training_pairs
 
 # %% auto #0
 __all__ = ['CPU_BACKENDS', 'GEMMA_TARGETS', 'GEMMA_COLUMNS', 'start_folder', 'cpu_backends', 'gemma_training', 'gemma_mfu',
@@ -25,8 +24,8 @@ def start_folder(base: str | Path,   # a base model name (`gemma3-270m`), a mode
                 ) -> Path:
     "The untrained base, bidirectional with mean pooling, as a sentence-transformers folder both libraries load."
     from kalm.embedder import KaLMEmbedder
-    from kalm.model_presets import MODEL_PRESETS
-    emb = (KaLMEmbedder.from_preset(str(base), seed=seed, device='cpu') if str(base) in MODEL_PRESETS
+    from kalm.checkpoint import model_ref
+    emb = (KaLMEmbedder.from_preset(str(base), seed=seed, device='cpu') if model_ref(base).kind == 'preset'
            else KaLMEmbedder.load(str(base), causal=False, device='cpu'))
     return Path(emb.save(out, overwrite=True))
 

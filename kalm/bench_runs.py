@@ -57,7 +57,8 @@ def encode_comparison(name: str,              # the model's label
     s_st, s_k = summarize(times['sentence-transformers'], len(texts)), summarize(times['kalm'], len(texts))
     detail = dict(max_length=L, precision=precision, max_abs_diff=diff, min_cosine=cos, padding=pads, sentence_transformers=s_st, kalm=s_k,
                   token_percentiles={str(p): float(np.percentile(lens, p)) for p in (5, 25, 50, 75, 95, 99, 100)})
-    row = {'model': name, 'texts': len(texts), 'batch': batch_size if batch_tokens is None else f"{batch_size} (kalm: ≤ {batch_tokens} tokens)", 'ST sent/s': s_st['rate'], 'kalm sent/s': s_k['rate'],
+    row = {'model': name, 'texts': len(texts), 'batch': batch_size if batch_tokens is None else f"{batch_size} (kalm: ≤ {batch_tokens} tokens)",
+           'ST sent/s': s_st['rate'], 'kalm sent/s': s_k['rate'],
            'ratio': round(s_k['rate'] / s_st['rate'], 2), 'max |Δemb|': f"{diff:.1e}", 'min cos': round(cos, 6),
            'ST padded/real tokens': round(pads['sentence-transformers (sorted by characters)']['rows_ratio'], 2),
            'kalm padded/real tokens': round(pads['kalm (sorted by tokens)']['rows_ratio'], 2)}
@@ -310,7 +311,7 @@ def report_markdown(results: Mapping) -> str:
     "The markdown report (`cpu.md`) of a run's results (with their `headline`)."
     P, M, C = results['parameters'], results['machine'], REPORT_COLUMNS
     table = lambda title, rows, cols, note='': f"## {title}\n\n{md_table(rows, cols)}\n" + (f"\n{note}\n" if note else '')
-    md = [f"# Benchmarks: kalm vs sentence-transformers (CPU)\n",
+    md = ["# Benchmarks: kalm vs sentence-transformers (CPU)\n",
           f"Command: `{results['command']}`" + (" (smoke sizes)" if results['smoke'] else '') + f"  \nMachine: {M['cpu']}, {M['cores']} cores, "
           f"{P['threads']} torch threads; torch {M['torch']}, transformers {M['transformers']}, "
           f"sentence-transformers {M.get('sentence_transformers')}. fp32 matmul peak measured in the run: {results['matmul_peak']['fp32_flops']/1e9:.1f} GFLOP/s.\n",

@@ -21,6 +21,10 @@ import numpy as np
 
 from .core import repo_root
 
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:  # only named in string annotations; imported lazily where used
+    import pyarrow
+
 # %% auto #0
 __all__ = ['PAPER_ROWS', 'write_scale_cards', 'scale_stage_yaml', 'first_step_child', 'git_worktree', 'plan_memory',
            'scale_benchmark', 'extrapolate', 'scale_report', 'data_footprint', 'scale_rows', 'scale_markdown']

@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 import transformers
 from packaging.version import Version
-from transformers import AutoModel, PretrainedConfig, PreTrainedModel, Qwen2Config
+from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 
 from .core import KalmError
 

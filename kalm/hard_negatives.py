@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,12 +22,16 @@ from .core import Config, ConfigError, KalmError, atomic_write, weights_hash, cl
 from .provenance import code_version
 from .checkpoint import read_lineage
 from .bidirectional import cpu_precision
-from .data_cards import load_rows, save_rows
+from .rows import load_rows, save_rows
 from .embedder import KaLMEmbedder
 from .instructions import format_query
 from .run_folders import check_run_dir, run_lock
 from .memory import release_memory
 from .preemption import Preempted, SavedCalls, StopSignals
+
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:  # only named in string annotations; imported lazily where used
+    import datasets
 
 # %% auto #0
 __all__ = ['instructed', 'encode_texts', 'exact_topk', 'faiss_topk', 'MiningResult', 'mine_hard_negatives', 'teacher_scores',

@@ -52,7 +52,9 @@ class LossConfig:
     kd_temperature: float = 0.05     # temperature of both distributions in the KL term
     kd_focal: bool = False           # also weight each query's KL by its (detached) focal weight
     mask_false_negatives: bool = True  # leave in-batch duplicates of the query's positive / classmates out of Z_i (needs `ids`)
-    mask_negative_classes: bool = False  # also leave shared hard negatives of the query's class out (needs their classes: mined `neg_labels`); off until the mini and gemma3 reports are made with it
+    # also leave shared hard negatives of the query's class out (needs their classes: mined `neg_labels`); off until the mini and
+    # gemma3 reports are made with it
+    mask_negative_classes: bool = False
 
     def __post_init__(self):
         def bad(field, msg): raise ValueError(f"LossConfig.{field}: {msg} (got {getattr(self, field)!r})")

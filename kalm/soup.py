@@ -19,7 +19,7 @@ from fastcore.script import Param, call_parse
 from .checkpoint import read_lineage, save_model
 from .core import ConfigError, KalmError, cli_errors, weights_hash
 from .provenance import code_version
-from .data_cards import load_rows
+from .rows import load_rows
 from .embedder import KaLMEmbedder
 from .bidirectional import cpu_precision
 from .instructions import resolve_instruction

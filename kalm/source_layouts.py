@@ -9,6 +9,12 @@ import re
 from collections import Counter
 from typing import Any, Callable
 
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:  # only named in string annotations; imported lazily where used
+    import datasets
+    import numpy as np
+    import pyarrow
+
 # %% auto #0
 __all__ = ['MISSING', 'CONVERTERS', 'field_value', 'path_columns', 'join_beir', 'kalm_release', 'webgpt_comparisons',
            'codefeedback_mt', 'searchqa', 'is_plain_retrieval', 'retrieval_arrow']

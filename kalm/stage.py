@@ -18,19 +18,23 @@ from typing import Any, Sequence
 
 from fastcore.basics import patch
 
-from .base_model import BASE_MODELS
 from .core import TASK_TYPES, Config, ConfigError
 import numpy as np
 
 from .batching import Categories, category_batch_sizes, category_codes, semi_homogeneous_batches
-from .data_cards import STAGES, cards_dir, load_cards, load_rows, load_stage
+from .data_cards import STAGES, cards_dir, load_cards, load_stage
+from .rows import load_rows
 from .instructions import resolve_instruction
 from .losses import LossConfig
-from .checkpoint import HUB_ID
-from .model_presets import MODEL_PRESETS
+from .checkpoint import model_ref  # which model a reference names
 from .tracking import check_report_to
 
 if typing.TYPE_CHECKING: import datasets
+
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:  # only named in string annotations; imported lazily where used
+    import pyarrow
+    import torch
 
 # %% auto #0
 __all__ = ['KINDS', 'PRECISIONS', 'SHIPPED_CARD_SETS', 'StageConfig', 'freeze_parameters', 'stage_cards', 'stage_data',
@@ -163,8 +167,8 @@ def resolve_paths(self: StageConfig, base):
     base = Path(base)
     absd = lambda p: str((base/p).resolve()) if p and not Path(p).is_absolute() else p
     cards = [c if (c in SHIPPED_CARD_SETS and not (base/c).exists()) else absd(c) for c in self.cards]
-    keep = not (base/self.model).exists() and (self.model in MODEL_PRESETS or self.model in BASE_MODELS or HUB_ID.match(self.model))
-    model = self.model if keep else absd(self.model)  # a preset name, a base model name (kalm.base_model) or a hub id stays what it is
+    keep = model_ref(self.model, base).kind in ('preset', 'base', 'baseline', 'hub')
+    model = self.model if keep else absd(self.model)  # a preset, base model, baseline or hub id stays what it is (kalm.checkpoint.model_ref)
     return replace(self, data=absd(self.data), cards=cards, model=model)
 
 # %% ../nbs/14_stage.ipynb #9dc86328

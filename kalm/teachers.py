@@ -38,7 +38,8 @@ def tiny_causal_teacher(path: str | Path,  # where to write the sentence-transfo
     tok = load_tiny_tokenizer(); tok.padding_side = 'left'; tok.save_pretrained(path/'_hf')
     tr = Transformer(str(path/'_hf'), max_seq_length=128)
     st = SentenceTransformer(modules=[tr, Pooling(64, pooling_mode='lasttoken'), Normalize()], device='cpu',
-                             prompts={'query': QWEN3_EMBEDDING_PROMPT.format(instruction='Given a web search query, retrieve relevant passages that answer the query'), 'document': ''},
+                             prompts={'query': QWEN3_EMBEDDING_PROMPT.format(
+                                 instruction='Given a web search query, retrieve relevant passages that answer the query'), 'document': ''},
                              default_prompt_name=None)
     st.save(str(path))
     shutil.rmtree(path/'_hf', ignore_errors=True)

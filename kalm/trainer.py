@@ -26,12 +26,11 @@ from fastcore.script import Param, call_parse
 
 from .core import ConfigError, KalmError, atomic_write, cli_errors, read_jsonl, weights_hash, write_errors, write_json
 from .provenance import code_version
-from .checkpoint import CausalityUnknownError, read_lineage, save_model
+from .checkpoint import CausalityUnknownError, model_ref, read_lineage, save_model
 from .embedder import KaLMEmbedder
 from .grad_cache import enable_checkpointing, grad_cache_step
-from .health import ModelCollapsed, TrainingHealth, embedding_stats
+from .health import TrainingHealth, embedding_stats
 from .losses import contrastive_loss, false_negative_ids
-from .model_presets import MODEL_PRESETS
 from .run_folders import MANIFEST, RunFolderError, check_run_dir, run_lock, verify_manifest, write_manifest
 from .stage import StageConfig, TextBatch, batch_plan, check_rows, freeze_parameters, make_batch, plan_epoch_steps, plan_hash, plan_sizes, stage_data
 from .tracking import ProgressLines, flat_hparams, init_kwargs, progress_mode, resolve_trackers, step_values
@@ -114,7 +113,7 @@ def stage_complete(cfg: StageConfig, run_dir: str | Path) -> bool:
 def stage_model(cfg: StageConfig, device=None) -> KaLMEmbedder:
     "The model a stage starts from: `cfg.model` as a preset, a folder or a hub id; `cfg.causal` where the model does not say."
     kw = dict(attn_implementation=cfg.attn_implementation, device=device)
-    if cfg.model in MODEL_PRESETS and not Path(cfg.model).exists():
+    if model_ref(cfg.model).kind == 'preset':
         return KaLMEmbedder.from_preset(cfg.model, causal=cfg.causal, seed=cfg.model_seed, **kw)
     try: return KaLMEmbedder.load(cfg.model, **kw)
     except CausalityUnknownError: return KaLMEmbedder.load(cfg.model, causal=cfg.causal, **kw)
@@ -437,7 +436,8 @@ def _train(self: Trainer, stop_after: int | None = None) -> Path:
         self._probe()  # before the final model is saved: a collapsed model is not a result
         out, done = self.finish(time.perf_counter() - t_start), True
         if stop or sig.received:  # in the last step or while the model was saved: stop here too, so that a pipeline does not go on
-            raise Preempted(f"stage {cfg.name}: {sig.received or 'a signal to another process'} after its last step; the model {out} is saved", hint="run the same command again to go on")
+            raise Preempted(f"stage {cfg.name}: {sig.received or 'a signal to another process'} after its last step; the model {out} is saved",
+                            hint="run the same command again to go on")
         return out
     finally:
         end(done)
@@ -467,9 +467,7 @@ def finish(self: Trainer, seconds: float) -> Path:
     if self.main:
         emb = acc.unwrap_model(self.model).emb
         if acc.distributed_type.name in ('FSDP', 'DEEPSPEED'):  # sharded parameters: a fresh CPU copy gets the gathered weights
-            c = self.cfg
-            emb = (KaLMEmbedder.from_preset(c.model, causal=c.causal, seed=c.model_seed, device='cpu') if c.model in MODEL_PRESETS and not Path(c.model).exists()
-                   else KaLMEmbedder.load(c.model, device='cpu'))
+            emb = stage_model(replace(self.cfg, attn_implementation='sdpa'), device='cpu')  # the stage's start, as it was made
             emb.load_state_dict({k[len('emb.'):]: v.cpu() for k, v in state.items()})
         h = weights_hash(emb)
         info = dict(lineage=self.lineage + [h], stage=self.cfg.name, kind=self.cfg.kind, steps=self.total,

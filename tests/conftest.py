@@ -29,7 +29,8 @@ def train_cmd(config, run, quiet: bool = True) -> list[str]:
 @pytest.fixture(scope='module')
 def rows_dir(tmp_path_factory, request):
     "A folder with 64 rows of the shipped wn-gloss-retrieval card in rows.jsonl.gz (one per test module)."
-    from kalm.data_cards import cards_dir, load_canonical, save_rows
+    from kalm.data_cards import cards_dir, load_canonical
+    from kalm.rows import save_rows
     d = tmp_path_factory.mktemp(Path(request.module.__file__).stem)
     rows, _ = load_canonical(cards_dir('mini')/'wn-gloss-retrieval.yaml', max_rows=64)
     save_rows(rows, d/'rows.jsonl.gz')

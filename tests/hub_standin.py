@@ -4,7 +4,8 @@
 models of the real architectures — a 2-layer Qwen2 base LLM as `Qwen/Qwen2-0.5B` (transformers layout, with a real
 fast tokenizer), a 2-layer causal last-token Qwen3 embedder as `Qwen/Qwen3-Embedding-8B` (sentence-transformers layout
 with Qwen3-Embedding's prompts) — and, for a few data cards of each stage and source layout, a few hundred rows in the
-card's declared schema; for a few folders of the official fine-tuning release, rows in the release's own layout. Everything is written by the libraries' own writers into the caches their offline loaders read
+card's declared schema; for a few folders of the official fine-tuning release, rows in the release's own layout. Everything is written
+by the libraries' own writers into the caches their offline loaders read
 (`save_pretrained` into the hub cache's snapshot layout; the datasets `parquet` builder into the datasets cache under
 the config id `load_dataset` computes), so the **real** calls — `from_pretrained`, `SentenceTransformer`,
 `load_dataset` — resolve the real ids with `HF_HUB_OFFLINE=1`, through kalm's own code, no side door.

@@ -48,7 +48,8 @@ def snapshot(d: Path) -> dict:
 
 @pytest.fixture(scope='module')
 def work(tmp_path_factory):
-    from kalm.data_cards import cards_dir, load_canonical, save_rows
+    from kalm.data_cards import cards_dir, load_canonical
+    from kalm.rows import save_rows
     d = tmp_path_factory.mktemp('bad-input')
     rows, _ = load_canonical(cards_dir('mini')/'wn-gloss-retrieval.yaml', max_rows=64)
     save_rows(rows, d/'rows.jsonl'); save_rows(rows, d/'rows.jsonl.gz')

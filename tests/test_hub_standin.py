@@ -2,13 +2,13 @@
 the real hub ids, in the caches the libraries read offline), the real resolution code runs with HF_HUB_OFFLINE=1:
 `kalm-train` from a hub id, a causal last-token teacher run as what it is, `kalm-eval` of a hub id, and both paper
 presets end to end through papermill (smoke steps, a local task list in place of MTEB)."""
-import json, os, subprocess, sys
+import json, subprocess, sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from hub_standin import BASE_LLM, RELEASE_CARDS, RELEASE_INSTRUCTIONS, STANDIN_CARDS, TEACHER, build_hub_standin, standin_env
+from hub_standin import BASE_LLM, RELEASE_CARDS, RELEASE_INSTRUCTIONS, STANDIN_CARDS, TEACHER, standin_env
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

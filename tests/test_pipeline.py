@@ -67,7 +67,8 @@ def test_paper_preset_without_hub_fails_fast(tmp_path):
     r = papermill(tmp_path/'run.ipynb', '-p', 'preset', 'kalm-v2', '-p', 'out_dir', str(tmp_path/'o'), '-p', 'work_dir', str(tmp_path/'w'), timeout=300)
     assert r.returncode != 0
     err = r.stdout + r.stderr
-    assert 'error: ' in err and 'needs the Hugging Face hub' in err and 'Qwen/Qwen2-0.5B' in err and 'MTEB(cmn, v1)' in err  # a HubUnavailableError, shown as `error: …` (kalm.core.notebook_errors)
+    # a HubUnavailableError, shown as `error: …` (kalm.core.notebook_errors)
+    assert 'error: ' in err and 'needs the Hugging Face hub' in err and 'Qwen/Qwen2-0.5B' in err and 'MTEB(cmn, v1)' in err
     assert not (tmp_path/'w').exists()
 
 

@@ -169,7 +169,8 @@ def test_the_pipeline_preempted_in_a_stage_resumes_there(tmp_path):
 
 
 def test_kalm_mine_preempted_then_the_same_command_resumes(work):
-    "The console script as a user runs it: SIGTERM while it encodes (one text per saved call), exit 75 and one line; the same command finishes with the rows of an uninterrupted mining."
+    """The console script as a user runs it: SIGTERM while it encodes (one text per saved call), exit 75 and one line; the same command
+    finishes with the rows of an uninterrupted mining."""
     from kalm.checkpoint import save_model
     from kalm.core import weights_hash
     from kalm.embedder import KaLMEmbedder

@@ -164,3 +164,19 @@ def test_data_cards_readme_counts_match_the_cards():
         for row, counts in got.items():
             exp = [len(cards[s]) for s in sets] if row == 'total' else [want[s][row] for s in sets]
             assert counts == exp, (key, row, counts, exp)
+
+
+def test_which_model_a_reference_names_is_decided_in_one_function():
+    "Presets, base models, the named baseline and hub ids are told apart by kalm.checkpoint.model_ref alone (#30)."
+    pat = re.compile(r"""\bin (MODEL_PRESETS|BASE_MODELS)\b|HUB_ID\b|\(['"]all-MiniLM-L6-v2['"], ['"]minilm['"]""")
+    own = {'checkpoint.py', 'model_presets.py', 'base_model.py'}  # the resolver, and each registry checking its own names
+    bad = [f"{p.name}:{i}: {l.strip()}" for p in sorted((ROOT/'kalm').glob('*.py')) if p.name not in own | {'_modidx.py'}
+           for i, l in enumerate(p.read_text().splitlines(), 1) if pat.search(l)]
+    assert not bad, "decide with kalm.checkpoint.model_ref instead:\n" + '\n'.join(bad)
+
+
+def test_the_linter_is_clean():
+    "ruff (locked, configured in pyproject.toml) finds nothing in the notebooks, the modules, the tests and CI's scripts."
+    import subprocess
+    r = subprocess.run([str(Path(sys.executable).parent/'ruff'), 'check', 'nbs', 'kalm', 'tests', '.ci'], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-1000:]

@@ -66,7 +66,8 @@ def _run(cmd, cwd, timeout=240):
 
 @pytest.fixture(scope='module')
 def work(tmp_path_factory):
-    from kalm.data_cards import cards_dir, load_canonical, save_rows
+    from kalm.data_cards import cards_dir, load_canonical
+    from kalm.rows import save_rows
     d = tmp_path_factory.mktemp('ddp')
     rows, _ = load_canonical(cards_dir('mini')/'wn-gloss-retrieval.yaml', max_rows=32)
     save_rows(rows, d/'rows.jsonl.gz')
@@ -135,7 +136,8 @@ ingredients: [{{seed: 1}}]
 soups: [uniform]
 score_batch_size: 8
 report_to: none
-launcher: [{python}, -m, accelerate.commands.launch, --multi_gpu, --num_processes, '2', --num_machines, '1', --mixed_precision, 'no', --dynamo_backend, 'no', --main_process_port, '{port}']
+launcher: [{python}, -m, accelerate.commands.launch, --multi_gpu, --num_processes, '2', --num_machines, '1', --mixed_precision, 'no',
+           --dynamo_backend, 'no', --main_process_port, '{port}']
 '''
 
 

@@ -2,7 +2,6 @@
 command, resumes from its newest checkpoint and ends with bit-identical weights to an uninterrupted run (CPU, fixed
 seed); steps are logged exactly once, at most K checkpoints are kept, no temporary folder survives."""
 import json, signal, subprocess, time
-from pathlib import Path
 
 import pytest
 from conftest import TRAIN_ENV, stage_yaml, train_cmd
