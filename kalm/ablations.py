@@ -18,6 +18,7 @@ from .pipeline import Preset, best_ingredient, load_preset
 from .recipe import recipe_data, run_recipe
 from .stage import StageConfig
 from .trainer import train_stage
+from .run_folders import MINE_STATS, SUMMARY, RecipeRun
 
 from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # only named in string annotations; imported lazily where used
@@ -54,7 +55,7 @@ def seed_preset(preset: str | Path, s: int, overrides: dict | None = None) -> Pr
 
 def finetune_variant(p: Preset, run: Path, name: str, loss: dict | None = None, model=None, data=None) -> Path:
     "`finetune-1` of the recipe in `run` with its `loss` options changed (or another start model / data); in `run.parent/name`."
-    sc = replace(p.recipe.ingredient(1), name=name, model=str(model or run/'pretrain'/'model'), data=str(data or run/'mine'/'mined.jsonl.gz'))
+    sc = replace(p.recipe.ingredient(1), name=name, model=str(model or RecipeRun(run).model('pretrain')), data=str(data or RecipeRun(run).mined))
     if loss: sc = replace(sc, loss={**sc.loss, **loss})
     return train_stage(sc, run.parent/name, progress=False)
 
@@ -63,13 +64,13 @@ def causal_variant(p: Preset, run: Path) -> Path:
     "The same recipe with the causal mask kept: its own random init, pre-training, mining and first fine-tuning run."
     rc = p.recipe
     pre = train_stage(replace(rc.pretrain, name='causal-pretrain', causal=True), run.parent/'causal-pretrain', progress=False)
-    mined = mine_stage(replace(rc.mine, model=str(pre), data=str(run/'data'/'finetune.jsonl.gz')), run.parent/'causal-mine', progress=False)
+    mined = mine_stage(replace(rc.mine, model=str(pre), data=str(RecipeRun(run).finetune_rows)), run.parent/'causal-mine', progress=False)
     return finetune_variant(p, run, 'causal-finetune', model=pre, data=mined)
 
 
 def filter_variant(p: Preset, run: Path) -> Path:
     "`finetune-1` on the same rows mined by the same pre-trained model without the ranking-consistency filter (`filter_topk: null`)."
-    mined = mine_stage(replace(p.recipe.mine, model=str(run/'pretrain'/'model'), data=str(run/'data'/'finetune.jsonl.gz'), filter_topk=None),
+    mined = mine_stage(replace(p.recipe.mine, model=str(RecipeRun(run).model('pretrain')), data=str(RecipeRun(run).finetune_rows), filter_topk=None),
                        run.parent/'nofilter-mine', progress=False)
     return finetune_variant(p, run, 'nofilter-finetune', data=mined)
 
@@ -79,7 +80,7 @@ def labeling_variant(p: Preset, run: Path, labeling: str = 'label_text') -> Path
     rc = p.recipe_config(resolve_teacher=True)
     d = run.parent/f"{labeling.replace('_', '')}"
     recipe_data(replace(rc, labeling=labeling), d)  # the same cards, mixture seed and held-out rule; writes d/data
-    mined = mine_stage(replace(rc.mine, model=str(run/'pretrain'/'model'), data=str(d/'data'/'finetune.jsonl.gz')), d/'mine', progress=False)
+    mined = mine_stage(replace(rc.mine, model=str(RecipeRun(run).model('pretrain')), data=str(RecipeRun(d).finetune_rows)), RecipeRun(d).mine, progress=False)
     return finetune_variant(p, run, f"{labeling.replace('_', '')}-finetune", data=mined)
 
 
@@ -108,7 +109,7 @@ def run_seed(p: Preset, run: Path, eval_suite=None, rows: list | None = None) ->
     rep = run_recipe(rc, run, progress=False, eval_suite=eval_suite)
     m = {'finetune-1': run/'finetune-1'/'model'}
     if 'best ingredient' in need: m['best ingredient'] = run/best_ingredient(rep)/'model'
-    m |= {k: run/k for k in ('soup-greedy', 'soup-uniform', 'soup-cocktail') if k in need and (run/k).is_dir()}
+    m |= {k: RecipeRun(run).model(k) for k in ('soup-greedy', 'soup-uniform', 'soup-cocktail') if k in need and RecipeRun(run).model(k).is_dir()}
     variants = {'w/o focal': lambda: finetune_variant(p, run, 'nofocal', loss={'focal_gamma': 0.0}),
                 'w/o mixing': lambda: finetune_variant(p, run, 'nomix', loss={'mix_pairwise': 0, 'mix_listwise': False, 'mix_query': 0}),
                 'w/o pairwise mixing': lambda: finetune_variant(p, run, 'nopairwise', loss={'mix_pairwise': 0}),
@@ -118,7 +119,7 @@ def run_seed(p: Preset, run: Path, eval_suite=None, rows: list | None = None) ->
                 'label-text': lambda: labeling_variant(p, run)}
     m |= {k: make() for k, make in variants.items() if k in need}
     if 'distill' in rep:  # the controls continue from the same start with the same teacher rows (run_recipe's distill stage)
-        dc = replace(rc.distill.stage_config(), model=str(run/'soup-greedy'), data=str(run/'distill'/'teacher.jsonl.gz'))
+        dc = replace(rc.distill.stage_config(), model=str(RecipeRun(run).soup('greedy')), data=str(RecipeRun(run).teacher_rows))
         for k, sc in distill_controls(dc).items():
             if k in need: m[k] = run/'distill'/'model' if k == 'distill' else train_stage(sc, run.parent/sc.name, progress=False)
     return m, rep
@@ -242,8 +243,8 @@ def plot_ablations(S: 'pd.DataFrame', T: 'pd.DataFrame', rows=ABLATION_ROWS):
 # %% ../nbs/24_ablations.ipynb #8409b7a4
 def _stage_seconds(d: Path) -> float:
     "Seconds of the training stages and minings under `d`, as their `summary.json` / `mine_stats.json` record them."
-    return (sum(json.loads(f.read_text()).get('seconds_this_run') or 0 for f in d.rglob('summary.json'))
-            + sum(json.loads(f.read_text()).get('seconds') or 0 for f in d.rglob('mine_stats.json')))
+    return (sum(json.loads(f.read_text()).get('seconds_this_run') or 0 for f in d.rglob(SUMMARY))
+            + sum(json.loads(f.read_text()).get('seconds') or 0 for f in d.rglob(MINE_STATS)))
 
 
 def ablation_notes(work: Path, seeds: list, heldout: dict, models: dict, timings: dict, seconds: float, model_name: str,
@@ -251,9 +252,9 @@ def ablation_notes(work: Path, seeds: list, heldout: dict, models: dict, timings
                   ) -> tuple[list[str], dict]:
     "(notes as markdown lines, facts): wall time, code, soup members, mined rows, identical pre-training weights."
     cv = code or code_version()
-    sha = lambda d: json.loads((d/'summary.json').read_text())['weights_sha'] if (d/'summary.json').is_file() else None
+    sha = lambda d: json.loads((d/SUMMARY).read_text())['weights_sha'] if (d/SUMMARY).is_file() else None
     same_pre = {s: sha(work/f'seed{s}'/'full'/'pretrain') == sha(work/f'seed{s}'/'causal-pretrain') for s in seeds}
-    stats = lambda s, d: json.loads((work/f'seed{s}'/d/'mine_stats.json').read_text()) if (work/f'seed{s}'/d/'mine_stats.json').is_file() else None
+    stats = lambda s, d: json.loads((work/f'seed{s}'/d/MINE_STATS).read_text()) if (work/f'seed{s}'/d/MINE_STATS).is_file() else None
     miners = (('full', 'full/mine'), ('causal', 'causal-mine'), ('w/o filter', 'nofilter-mine'), ('label-text', 'labeltext/mine'))
     mined = {s: {k: f"{st['kept']}/{st['rows']}" for k, d in miners if (st := stats(s, d))} for s in seeds}
     stage_s = {s: round(_stage_seconds(work/f'seed{s}'), 1) for s in seeds}
@@ -269,7 +270,7 @@ def ablation_notes(work: Path, seeds: list, heldout: dict, models: dict, timings
                       f"{', '.join(f'{s}: ' + Path(str(m['best ingredient'])).parent.name for s, m in models.items())}. "
                       "The greedy soup starts from that ingredient and adds another only if held-out recall@1 strictly improves.",
                       f"- Held-out rows for the soups: {', '.join(sorted({str(r.get('heldout_rows')) for r in heldout.values()}))}."]
-    has_causal = {s: (work/f'seed{s}'/'causal-pretrain'/'summary.json').is_file() for s in seeds}
+    has_causal = {s: (work/f'seed{s}'/'causal-pretrain'/SUMMARY).is_file() for s in seeds}
     if all(has_causal.values()) and not any(same_pre.values()):
         notes.append("- The causal variant's pre-trained model differs from the bidirectional one in every seed (weights hashes): "
                      "here *w/o bidirectional* keeps the causal mask through pre-training, mining, fine-tuning and inference.")

@@ -17,6 +17,7 @@ from .bidirectional import cpu_precision
 from .embedder import KaLMEmbedder
 from .instructions import format_query, resolve_instruction
 from .memory import release_memory
+from .run_folders import RecipeRun
 
 from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # only named in string annotations; imported lazily where used
@@ -102,7 +103,7 @@ def recipe_pairs(cfg, run: str | Path) -> "datasets.Dataset":
     import datasets
     from kalm.rows import load_rows
     from kalm.stage import stage_data
-    parts = [stage_data(cfg.pretrain), load_rows(Path(run) / "data" / "finetune.jsonl.gz")]
+    parts = [stage_data(cfg.pretrain), load_rows(RecipeRun(run).finetune_rows)]
     anchors, positives = [], []
     for ds in parts:
         for q, p, ins, tt in zip(ds["query"], ds["pos"], ds["instruction"], ds["task_type"]):

@@ -26,6 +26,7 @@ import torch
 from .core import atomic_write, read_jsonl, repo_root, write_json
 from .provenance import environment
 from .reports import markdown_table
+from .run_folders import RecipeRun
 
 # %% auto #0
 __all__ = ['MATMUL_OPS', 'doc_paragraphs', 'bench_texts', 'long_text_rows', 'padding_stats', 'char_order', 'token_order',
@@ -353,7 +354,7 @@ def recipe_stage_times(recipe,                # a `kalm.recipe.RecipeConfig` (or
     t = time.perf_counter()
     run_recipe(recipe, work, progress=False, **kw)
     return dict(wall_s=round(time.perf_counter() - t, 1), stages=stage_summaries(work),
-                mine_s=json.loads((Path(work)/'mine'/'mine_stats.json').read_text())['seconds'])
+                mine_s=json.loads(RecipeRun(work).mine_stats.read_text())['seconds'])
 
 
 def beside_cpu(stages: Mapping[str, Mapping],      # stage -> summary of the accelerator run (`stage_summaries`)

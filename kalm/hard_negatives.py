@@ -25,7 +25,7 @@ from .bidirectional import cpu_precision
 from .rows import load_rows, save_rows
 from .embedder import KaLMEmbedder
 from .instructions import format_query
-from .run_folders import check_run_dir, run_lock
+from .run_folders import MINE_STATS, check_run_dir, run_lock
 from .memory import release_memory
 from .preemption import Preempted, SavedCalls, StopSignals
 
@@ -458,7 +458,7 @@ def mine_stage(cfg: MineConfig | str | Path,   # mining config or its YAML
     if not cfg.data: raise ConfigError(cfg._source(), 'data', "no rows to mine for")
     run_dir = check_run_dir(run_dir, create=False)  # a file: one error; created only once the input is known to be good
     out = Path(cfg.out) if Path(cfg.out).is_absolute() else run_dir/cfg.out
-    if out.is_file() and (run_dir/'mine_stats.json').is_file():
+    if out.is_file() and (run_dir/MINE_STATS).is_file():
         if progress: print(f"mining: {out} exists, skipped")
         return out
     ds = load_rows(cfg.data)
@@ -479,7 +479,7 @@ def mine_stage(cfg: MineConfig | str | Path,   # mining config or its YAML
         save_rows(mined, out)
         atomic_write(run_dir/'mine_config.yaml', cfg.to_yaml().encode())
         calls = {w: dict(computed=e.computed, read_back=e.read_back) for w, e in (('model', encode), ('teacher', teacher)) if e is not None}
-        write_json(run_dir/'mine_stats.json', dict(stats, seconds=round(time.time() - t0, 2), model=cfg.model, lineage=read_lineage(cfg.model),
+        write_json(run_dir/MINE_STATS, dict(stats, seconds=round(time.time() - t0, 2), model=cfg.model, lineage=read_lineage(cfg.model),
                                                     out=str(out), encoder_calls=calls, code=code_version()))
         shutil.rmtree(pieces, ignore_errors=True)  # the result is written: its pieces are no longer needed
         if sig.received: raise Preempted(f"mining {out}: {sig.received} after the mined rows were written", hint="run the same command again to go on")

@@ -18,6 +18,7 @@ from .provenance import code_version
 from .data_cards import cards_dir, load_cards, load_stage
 from .checkpoint import minilm_path, model_ref
 from .recipe import RecipeConfig, stages_cards
+from .run_folders import PipelineRun
 from .stage import SHIPPED_CARD_SETS, StageRows, batch_plan, plan_sizes, stage_cards
 
 # %% auto #0
@@ -353,8 +354,7 @@ def best_ingredient(soup_report: dict) -> str:
 
 def model_dir(work: str | Path, name: str) -> Path:
     "The model folder of a run's model `name` (`pretrain`, `finetune-N`, `distill`: a stage's `model/`; soups: their folder)."
-    d = Path(work)/'recipe'/name
-    return d/'model' if name in ('pretrain', 'distill') or name.startswith('finetune-') else d
+    return PipelineRun(work).recipe.model(name)
 
 
 def run_models(p: Preset, soup_report: dict, work: str | Path) -> dict[str, Path]:
@@ -371,17 +371,17 @@ def evaluate_run(p: Preset, soup_report: dict, work: str | Path, say=print) -> l
     from kalm.checkpoint import weights_key
     from kalm.eval import evaluate
     from kalm.mteb_tasks import subsample_suite
-    work, ev, results = Path(work), p.eval, []
-    models, best = run_models(p, soup_report, work), best_ingredient(soup_report)
+    W, ev, results = PipelineRun(work), p.eval, []
+    models, best = run_models(p, soup_report, W.root), best_ingredient(soup_report)
     kw = dict(ekw := dict(batch_size=ev.batch_size, max_length=ev.max_length, batch_tokens=ev.batch_tokens), as_in_paper=ev.as_in_paper)
     tasks = p.eval_tasks()
     if ev.limit:
-        tasks = [str(subsample_suite(t, work/f"tasks-limit{ev.limit}"/f"suite-{i}", ev.limit)[0].path.parent) if Path(t).is_dir() else t for i, t in enumerate(tasks)]
+        tasks = [str(subsample_suite(t, W.tasks(ev.limit)/f"suite-{i}", ev.limit)[0].path.parent) if Path(t).is_dir() else t for i, t in enumerate(tasks)]
     if ev.st_baseline is not None:  # the same rows and budget as the recipe's training stages: their pairs seen or their seconds
-        stkw, note = st_budget(p.recipe_config(), ev.st_baseline, work/'recipe')
-        rep = st_baseline(p.model, recipe_pairs(p.recipe_config(), work/'recipe'), work/'st-baseline', precision=ev.precision, **stkw)
+        stkw, note = st_budget(p.recipe_config(), ev.st_baseline, W.recipe.root)
+        rep = st_baseline(p.model, recipe_pairs(p.recipe_config(), W.recipe.root), W.st_baseline, precision=ev.precision, **stkw)
         say(f"sentence-transformers baseline: {rep['steps']} steps in {rep['seconds']} s (budget: {note})")
-        models['st-baseline'] = work/'st-baseline'
+        models['st-baseline'] = W.st_baseline
     keys = {k: weights_key(d) for k, d in models.items()}
     for src in tasks:
         first = {}  # weights key -> the model of the run scored with them
@@ -392,12 +392,12 @@ def evaluate_run(p: Preset, soup_report: dict, work: str | Path, say=print) -> l
                 if (j := first.setdefault(keys[k], len(results))) < len(results):  # the same weights as a model scored above
                     results.append(replace(results[j], label=f"{k}{tag} (same weights as {results[j].label}: scored once)", model=f"kalm/{p.name}-{k}"))
                 else:
-                    results.append(evaluate(str(path), src, work/'eval', label=f"{k}{tag}", name=f"kalm/{p.name}-{k}", **kw))
+                    results.append(evaluate(str(path), src, W.eval, label=f"{k}{tag}", name=f"kalm/{p.name}-{k}", **kw))
                 say(f"{k:<16} MTK {100*results[-1].mtk:6.2f}  MTY {100*results[-1].mty:6.2f}")
             if ev.baselines:
-                results += baseline_rows(models[p.final], src, work/'eval', ev.baselines, ev.as_in_paper, say)
+                results += baseline_rows(models[p.final], src, W.eval, ev.baselines, ev.as_in_paper, say)
         if ev.zero_shot:  # the untrained start model as causal + last token, causal + mean, bidirectional + mean
-            results += zero_shot_rows(p.model, src, work/'eval', name=p.name, precision=ev.precision, say=say, **ekw)
+            results += zero_shot_rows(p.model, src, W.eval, name=p.name, precision=ev.precision, say=say, **ekw)
     return results
 
 # %% ../nbs/21_pipeline.ipynb #251b1e6a
@@ -405,17 +405,17 @@ def run_metrics(p: Preset, work: str | Path, soup_report: dict | None, results: 
     "The run's `metrics.json`: `facts` (command, seed, overrides, timings …), the code and environment (`code_version`), the final model, stages, mining, held-out and mteb scores."
     from kalm.embedder import KaLMEmbedder
     from kalm.reports import repo_relative, stage_summaries
-    work = Path(work)
+    R = PipelineRun(work).recipe
     fin = model_dir(work, p.final)
     emb = KaLMEmbedder.load(fin, device='cpu') if fin.is_dir() else None
-    mf = work/'recipe'/'mine'/'mine_stats.json'
+    mf = R.mine_stats
     mining = {k: v for k, v in json.loads(mf.read_text()).items() if k not in ('code', 'lineage')} if mf.is_file() else None
     if mining: mining.update({k: repo_relative(mining[k]) for k in ('model', 'out') if mining.get(k)})
     if soup_report:
-        soup_report = dict(soup_report, ingredients_paths=[repo_relative(work/'recipe'/q) for q in soup_report.get('ingredients_paths', [])],
-                           paths={k: repo_relative(work/'recipe'/q) for k, q in soup_report.get('paths', {}).items()})
+        soup_report = dict(soup_report, ingredients_paths=[repo_relative(R.root/q) for q in soup_report.get('ingredients_paths', [])],
+                           paths={k: repo_relative(R.root/q) for k, q in soup_report.get('paths', {}).items()})
     return dict(preset=p.name, **facts, code=code_version(), paths_relative_to='the repository root (absolute only outside it)',
                 final=p.final, final_path=repo_relative(fin),
                 parameters=sum(t.numel() for t in emb.parameters()) if emb else None,
                 matryoshka_dims=list(emb.config.matryoshka_dims) if emb else None,
-                stages=stage_summaries(work/'recipe'), mining=mining, heldout=soup_report, eval=[r.to_dict() for r in results])
+                stages=stage_summaries(R.root), mining=mining, heldout=soup_report, eval=[r.to_dict() for r in results])

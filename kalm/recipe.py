@@ -18,7 +18,7 @@ from fastcore.script import Param, call_parse
 
 from .core import Config, ConfigError, KalmError, atomic_write, cli_errors, deep_merge, parse_overrides, write_json
 from .provenance import code_version
-from .run_folders import check_run_dir
+from .run_folders import RecipeRun, check_run_dir
 from .data_cards import LABELINGS, PROPORTIONS, STAGES, load_stage
 from .rows import load_rows, save_rows
 from .embedder import KaLMEmbedder
@@ -221,13 +221,14 @@ def stages_cards(cfg: RecipeConfig, stages: list[str]) -> list:
 
 def recipe_data(cfg: RecipeConfig, run: Path, eval_suite: str | Path | None = None) -> tuple['datasets.Dataset', int | None]:
     "Step 1: the fine-tuning mixture and its held-out selection rows in `run/data`; (held-out rows, overlap with `eval_suite`)."
-    data, sf = run/'data', run/'data'/'data.json'
+    R = RecipeRun(run)
+    sf = R.data_spec
     spec = {k: getattr(cfg, k) for k in ('seed', 'cards', 'finetune_rows', 'max_rows_per_card', 'holdout_rows', 'labeling', 'finetune_stages', 'holdout_stages')}
     spec |= {k: v for k, v in (('proportions', cfg.proportions), ('repeat_cap', cfg.repeat_cap)) if v not in ('weights', None)}  # (folders made before these fields: as they were)
     if sf.is_file() and json.loads(sf.read_text()) != spec:  # (a folder from before data.json: its rows are taken as they are)
         diff = sorted(k for k, v in json.loads(sf.read_text()).items() if spec.get(k) != v)
         raise ConfigError(sf, None, f"holds the fine-tuning and held-out rows of another recipe (fields {diff}); use a new run folder")
-    if not (data/'holdout.jsonl.gz').is_file():
+    if not R.holdout_rows.is_file():
         kw = dict(max_rows_per_card=cfg.max_rows_per_card, labeling=cfg.labeling)
         ds, _ = load_stage(stages_cards(cfg, cfg.finetune_stages), n=cfg.finetune_rows, seed=cfg.seed, proportions=cfg.proportions, repeat_cap=cfg.repeat_cap, **kw)
         if cfg.holdout_stages is None: train, held = split_holdout(ds, cfg.holdout_rows, cfg.seed)
@@ -240,17 +241,18 @@ def recipe_data(cfg: RecipeConfig, run: Path, eval_suite: str | Path | None = No
                                          for k in sorted(set(cats))])
             hq = set(held['query'])  # the same held-out rows whatever the fine-tuning mixture: variants are scored alike
             train = ds.select([i for i, q in enumerate(ds['query']) if q not in hq])
-        save_rows(train, data/'finetune.jsonl.gz'); save_rows(held, data/'holdout.jsonl.gz'); write_json(sf, spec)
-    held = load_rows(data/'holdout.jsonl.gz')
+        save_rows(train, R.finetune_rows); save_rows(held, R.holdout_rows); write_json(sf, spec)
+    held = load_rows(R.holdout_rows)
     ev = Path(eval_suite) if eval_suite else None
     overlap = len(set(held['query']) & suite_texts(ev, fields=('text', 'sentence1', 'sentence2'))) if ev and ev.is_dir() else None
-    if overlap: raise SoupError(f"{data/'holdout.jsonl.gz'}: {overlap} held-out queries are in the evaluation suite {ev}")
+    if overlap: raise SoupError(f"{R.holdout_rows}: {overlap} held-out queries are in the evaluation suite {ev}")
     return held, overlap
 
 # %% ../nbs/17_recipe.ipynb #92897343
 def recipe_negatives(cfg: RecipeConfig, run: Path, pre_model: Path, progress: bool = True) -> Path:
     "Step 3: the fine-tuning rows with their hard negatives — mined with the pre-trained model, or (`negatives: given`) the rows' own."
-    data = run/'data'/'finetune.jsonl.gz'
+    R = RecipeRun(run)
+    data = R.finetune_rows
     if cfg.negatives == 'given':  # e.g. the official release: its rows carry the negatives its authors mined and filtered
         import pyarrow.compute as pc
         rows = load_rows(data)
@@ -260,8 +262,8 @@ def recipe_negatives(cfg: RecipeConfig, run: Path, pre_model: Path, progress: bo
         return data
     say = print if progress_mode(progress) == 'lines' else (lambda *a, **k: None)
     say("mining: start")
-    mined = mine_stage(replace(cfg.mine, model=str(pre_model), data=str(data)), run/'mine', progress=progress_mode(progress) == 'bar')
-    ms = json.loads((run/'mine'/'mine_stats.json').read_text())
+    mined = mine_stage(replace(cfg.mine, model=str(pre_model), data=str(data)), R.mine, progress=progress_mode(progress) == 'bar')
+    ms = json.loads(R.mine_stats.read_text())
     say(f"mining: done, kept {ms['kept']} of {ms['rows']} rows")
     return mined
 
@@ -276,7 +278,7 @@ def recipe_soups(cfg: RecipeConfig, run: Path, held, ings: list[str], pre_model:
                  progress: bool = True) -> dict:
     "Step 5: the soups of the fine-tuned runs, every model scored on the held-out rows; `soup_scores.json` (reused when complete)."
     ekw = score_settings(cfg)
-    sfile = run/'soup_scores.json'
+    sfile = RecipeRun(run).soup_scores
     report = json.loads(sfile.read_text()) if sfile.is_file() else {}
     rel = lambda p: os.path.relpath(p, run)  # run files name paths relative to the run folder
     if report.get('ingredients_paths') == [rel(p) for p in ings] and set(report.get('soups', {})) == {f'soup-{m}' for m in cfg.soups} \
@@ -289,7 +291,7 @@ def recipe_soups(cfg: RecipeConfig, run: Path, held, ings: list[str], pre_model:
                   ingredients={names[p]: scores[p] for p in ings}, pretrain=scores[str(pre_model)], soup_pretrained=cfg.soup_pretrained,
                   score_settings=ekw, soups={}, paths={})
     for m in cfg.soups:
-        out = run/f'soup-{m}'
+        out = RecipeRun(run).soup(m)
         release_memory()  # the scored models and the previous soup go back to the system first (kalm.memory)
         if m == 'uniform': r = uniform_soup(cands, out, base=cfg.soup_base)
         elif m == 'cocktail':
@@ -309,8 +311,8 @@ def recipe_soups(cfg: RecipeConfig, run: Path, held, ings: list[str], pre_model:
 # %% ../nbs/17_recipe.ipynb #b0c99d4c
 def recipe_distill(cfg: RecipeConfig, run: Path, mined: Path, start: str, held, progress: bool = True) -> dict:
     "Step 6: teacher scores of the mined rows (`distill/teacher.jsonl.gz`), then the distill stage from `start`; its held-out score."
-    dfile, spec = run/'distill'/'teacher.jsonl.gz', cfg.distill.teacher_spec()
-    sfile = run/'distill'/'teacher.json'
+    R, spec = RecipeRun(run), cfg.distill.teacher_spec()
+    dfile, sfile = R.teacher_rows, R.teacher_spec
     if not (dfile.is_file() and sfile.is_file() and json.loads(sfile.read_text()) == spec):
         rows = load_rows(mined)
         fn = teacher_encoder(cfg.distill.teacher, cfg.distill.teacher_prompt, max_length=cfg.score_max_length)  # run as it was trained
@@ -319,7 +321,7 @@ def recipe_distill(cfg: RecipeConfig, run: Path, mined: Path, start: str, held, 
         save_rows(rows.add_column('teacher_scores', ts), dfile)
         write_json(sfile, spec)
     sc = replace(cfg.distill.stage_config(), name='distill', model=start, data=str(dfile))
-    dm = launch_stage(sc, run/'distill', cfg.launcher, progress)
+    dm = launch_stage(sc, R.stage('distill'), cfg.launcher, progress)
     return heldout_recall(KaLMEmbedder.load(dm, device='cpu'), held, **score_settings(cfg))
 
 
@@ -333,34 +335,35 @@ def run_recipe(cfg: RecipeConfig | str | Path,  # recipe config or its YAML
     if not isinstance(cfg, RecipeConfig): cfg = RecipeConfig.from_yaml(cfg, overrides)
     elif overrides: cfg = RecipeConfig.from_dict(deep_merge(cfg.to_dict(), parse_overrides([f"{k}={json.dumps(v)}" for k, v in overrides.items()])))
     run = check_run_dir(run_dir).resolve()  # a file: one error; stages name each other by absolute paths
-    atomic_write(run/'recipe.yaml', cfg.to_yaml())
-    write_json(run/'env.json', dict(code_version(), argv=sys.argv))
+    R = RecipeRun(run)
+    atomic_write(R.config, cfg.to_yaml())
+    write_json(R.env, dict(code_version(), argv=sys.argv))
     say = print if progress else (lambda *a, **k: None)
     t0, steps = time.time(), {}
     def step(name, fn):  # each step's seconds and peak resident memory in this call (a reused step: what checking it cost)
         t, _ = time.time(), reset_peak()
         out = fn()
         steps[name] = dict(seconds=round(time.time() - t, 1), peak_rss_mb=peak_rss_mb())
-        sf = run/name/'summary.json'  # a stage trained under a launcher: its own process's peak (kalm.trainer writes it)
+        sf = R.summary(name)  # a stage trained under a launcher: its own process's peak (kalm.trainer writes it)
         if cfg.launcher and sf.is_file() and sf.stat().st_mtime >= t and (child := json.loads(sf.read_text()).get('peak_rss_mb')):
             steps[name].update(stage_process_peak_rss_mb=child, peak_rss_mb=max(child, steps[name]['peak_rss_mb'] or 0))
         release_memory()  # what the step freed goes back to the system before the next one (kalm.memory)
         return out
     held, overlap = step('data', lambda: recipe_data(cfg, run, eval_suite))
-    say(f"data: {len(load_rows(run/'data'/'finetune.jsonl.gz'))} fine-tuning rows, {len(held)} held-out rows (eval overlap: {overlap})")
-    pre_model = step('pretrain', lambda: launch_stage(cfg.pretrain, run/'pretrain', cfg.launcher, progress))
+    say(f"data: {len(load_rows(R.finetune_rows))} fine-tuning rows, {len(held)} held-out rows (eval overlap: {overlap})")
+    pre_model = step('pretrain', lambda: launch_stage(cfg.pretrain, R.stage('pretrain'), cfg.launcher, progress))
     mined = step('mine', lambda: recipe_negatives(cfg, run, pre_model, progress))
     ings = [str(step(f'finetune-{i}', lambda i=i: launch_stage(replace(cfg.ingredient(i), model=str(pre_model), data=str(mined)),
-                                                               run/f'finetune-{i}', cfg.launcher, progress)))
+                                                               R.stage(f'finetune-{i}'), cfg.launcher, progress)))
             for i in range(1, len(cfg.ingredients) + 1)]
     report = step('soups', lambda: recipe_soups(cfg, run, held, ings, pre_model, overlap, progress))
-    plot_soup_scores(report).savefig(run/'soup_scores.png', dpi=100)
+    plot_soup_scores(report).savefig(R.soup_plot, dpi=100)
     if cfg.distill is not None:
         start = str(run/report['paths']['soup-greedy']) if 'soup-greedy' in report['paths'] else \
                 str(run/next(iter(report['paths'].values()))) if report['paths'] else ings[0]
         report['distill'] = step('distill', lambda: recipe_distill(cfg, run, mined, start, held, progress))
-        write_json(run/'soup_scores.json', report)
-    write_json(run/'recipe_steps.json', steps)
+        write_json(R.soup_scores, report)
+    write_json(R.steps, steps)
     say(f"recipe {cfg.name}: done in {time.time() - t0:.0f} s")
     return report
 

@@ -18,6 +18,7 @@ import numpy as np
 from .core import atomic_write, repo_root, task_type_key, write_json
 from .provenance import describe_environment
 from .paired_ci import save_items
+from .run_folders import SUMMARY
 
 if typing.TYPE_CHECKING:
     from kalm.eval import EvalResult
@@ -369,7 +370,7 @@ def stage_summaries(work: str | Path) -> dict[str, dict]:
     from kalm.trainer import read_metrics
     out = {}
     for d in sorted(Path(work).iterdir()) if Path(work).is_dir() else []:
-        s = d/'summary.json'
+        s = d/SUMMARY
         if not s.is_file(): continue
         sm = json.loads(s.read_text())
         m = read_metrics(d)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 import fcntl
 import hashlib
 import json
@@ -18,7 +19,8 @@ from typing import Iterator
 from .core import KalmError, write_json
 
 # %% auto #0
-__all__ = ['MANIFEST', 'RunFolderError', 'check_run_dir', 'run_lock', 'file_sha256', 'write_manifest', 'verify_manifest']
+__all__ = ['MANIFEST', 'SUMMARY', 'MINE_STATS', 'ENV', 'MODEL_STAGES', 'RunFolderError', 'check_run_dir', 'run_lock',
+           'file_sha256', 'write_manifest', 'verify_manifest', 'RecipeRun', 'PipelineRun']
 
 # %% ../nbs/00c_run_folders.ipynb #e0ee708d
 class RunFolderError(KalmError):
@@ -89,3 +91,46 @@ def verify_manifest(folder: str | os.PathLike) -> str | None:
         if (n := p.stat().st_size) != want['bytes']: return f"{name} has {n} bytes, the manifest says {want['bytes']}"
         if file_sha256(p) != want['sha256']: return f"{name} is not the file that was written (sha256 differs)"
     return None
+
+# %% ../nbs/00c_run_folders.ipynb #0713a91b
+SUMMARY, MINE_STATS, ENV = 'summary.json', 'mine_stats.json', 'env.json'  # a training stage's summary (written last); a mining's statistics; a run's code and environment
+MODEL_STAGES = ('pretrain', 'distill')  # besides finetune-N: the recipe's stages whose model is their `model/` folder
+
+
+@dataclass(frozen=True)
+class RecipeRun:
+    "Every file of a recipe's run folder (`kalm.recipe.run_recipe`), named once."
+    root: Path
+    def __post_init__(self): object.__setattr__(self, 'root', Path(self.root))
+    config = property(lambda s: s.root/'recipe.yaml', doc="the recipe as it ran")
+    env = property(lambda s: s.root/ENV, doc="the code and environment of the last call")
+    steps = property(lambda s: s.root/'recipe_steps.json', doc="each step's seconds and peak memory")
+    data = property(lambda s: s.root/'data', doc="step 1: the mixture")
+    finetune_rows = property(lambda s: s.data/'finetune.jsonl.gz', doc="the fine-tuning rows (before mining)")
+    holdout_rows = property(lambda s: s.data/'holdout.jsonl.gz', doc="the held-out rows the soups are chosen on")
+    data_spec = property(lambda s: s.data/'data.json', doc="the recipe fields the rows were drawn with")
+    mine = property(lambda s: s.root/'mine', doc="step 3: the mining's run folder")
+    mine_stats = property(lambda s: s.mine/MINE_STATS)
+    mined = property(lambda s: s.mine/'mined.jsonl.gz', doc="the mined rows (`MineConfig.out`'s default)")
+    soup_scores = property(lambda s: s.root/'soup_scores.json', doc="step 5: every model's held-out score, the soups' choices")
+    soup_plot = property(lambda s: s.root/'soup_scores.png')
+    teacher_rows = property(lambda s: s.root/'distill'/'teacher.jsonl.gz', doc="step 6: the rows with the teacher's scores")
+    teacher_spec = property(lambda s: s.root/'distill'/'teacher.json')
+
+    def stage(self, name: str) -> Path: return self.root/name                # a stage's run folder (`pretrain`, `finetune-N`, `distill`)
+    def summary(self, name: str) -> Path: return self.root/name/SUMMARY
+    def soup(self, method: str) -> Path: return self.root/f'soup-{method}'   # a soup's model folder
+    def model(self, name: str) -> Path:
+        "The model folder of the run's model `name`: a stage's `model/`, a soup's own folder."
+        return self.root/name/'model' if name in MODEL_STAGES or name.startswith('finetune-') else self.root/name
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    "The work folder of `run_pipeline.ipynb`: the recipe's run, the evaluation cache, the sentence-transformers baseline."
+    root: Path
+    def __post_init__(self): object.__setattr__(self, 'root', Path(self.root))
+    recipe = property(lambda s: RecipeRun(s.root/'recipe'))
+    eval = property(lambda s: s.root/'eval', doc="mteb's result cache of every evaluated model")
+    st_baseline = property(lambda s: s.root/'st-baseline', doc="the same-budget sentence-transformers fine-tune")
+    def tasks(self, limit: int) -> Path: return self.root/f"tasks-limit{limit}"  # local suites subsampled to `limit` items

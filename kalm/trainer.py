@@ -31,7 +31,7 @@ from .embedder import KaLMEmbedder
 from .grad_cache import enable_checkpointing, grad_cache_step
 from .health import TrainingHealth, embedding_stats
 from .losses import contrastive_loss, false_negative_ids
-from .run_folders import MANIFEST, RunFolderError, check_run_dir, run_lock, verify_manifest, write_manifest
+from .run_folders import ENV, MANIFEST, SUMMARY, RunFolderError, check_run_dir, run_lock, verify_manifest, write_manifest
 from .stage import StageConfig, TextBatch, batch_plan, check_rows, freeze_parameters, make_batch, plan_epoch_steps, plan_hash, plan_sizes, stage_data
 from .tracking import ProgressLines, flat_hparams, init_kwargs, progress_mode, resolve_trackers, step_values
 from .memory import peak_rss_mb, release_memory
@@ -68,7 +68,7 @@ def plot_stage(run_dir: str | Path,  # a stage run folder
         ax2.plot(s, [r['lr'] for r in m], color='C1', lw=1.2, label='lr')
         ax2.set_ylabel('learning rate', color='C1')
         ax.legend(loc='upper right', fontsize=8)
-    name = json.loads((Path(run_dir)/'summary.json').read_text())['stage'] if (Path(run_dir)/'summary.json').is_file() else Path(run_dir).name
+    name = json.loads((Path(run_dir)/SUMMARY).read_text())['stage'] if (Path(run_dir)/SUMMARY).is_file() else Path(run_dir).name
     ax.set(xlabel='step', ylabel='loss', title=f"{name}: loss and learning rate")
     fig.tight_layout()
     if save: fig.savefig(Path(run_dir)/'loss_lr.png', dpi=100)
@@ -102,7 +102,7 @@ def _config_hash(cfg: StageConfig) -> str:
 def stage_complete(cfg: StageConfig, run_dir: str | Path) -> bool:
     "Whether `run_dir` holds a completed run of `cfg`; a completed run of another config is a `ConfigError`."
     run_dir = Path(run_dir)
-    if not ((run_dir/'summary.json').is_file() and (run_dir/'model'/'modules.json').is_file()): return False
+    if not ((run_dir/SUMMARY).is_file() and (run_dir/'model'/'modules.json').is_file()): return False
     old = StageConfig.from_dict(yaml.safe_load((run_dir/'config.yaml').read_text(encoding='utf-8')), run_dir/'config.yaml')
     if _config_hash(old) != _config_hash(cfg):
         diff = sorted(k for k, v in cfg.to_dict().items() if k not in _RESUME_INSENSITIVE and old.to_dict().get(k) != v)
@@ -350,7 +350,7 @@ def _write_run_files(self: Trainer):
     atomic_write(self.run_dir/'config.yaml', self.cfg.to_yaml().encode('utf-8'))
     env = dict(code_version(), world_size=self.world, device=str(self.acc.device), distributed=self.acc.distributed_type.name,
                mixed_precision=self.acc.mixed_precision, argv=sys.argv, total_steps=self.total, rows=len(self.cols))
-    write_json(self.run_dir/'env.json', env)
+    write_json(self.run_dir/ENV, env)
     keep = [l for l in (self.run_dir/'metrics.jsonl').read_text().splitlines() if l.strip() and json.loads(l)['step'] <= self.step] \
         if (self.run_dir/'metrics.jsonl').is_file() else []
     atomic_write(self.run_dir/'metrics.jsonl', ''.join(l + '\n' for l in keep).encode())
@@ -475,7 +475,7 @@ def finish(self: Trainer, seconds: float) -> Path:
         save_model(emb, out, info)
         m = read_metrics(self.run_dir)
         tail = [r['loss'] for r in m[-max(1, len(m) // 10):]]
-        write_json(self.run_dir/'summary.json', dict(stage=self.cfg.name, kind=self.cfg.kind, steps=self.total, weights_sha=h,
+        write_json(self.run_dir/SUMMARY, dict(stage=self.cfg.name, kind=self.cfg.kind, steps=self.total, weights_sha=h,
                    final_loss_mean=float(np.mean(tail)) if tail else None, first_loss=m[0]['loss'] if m else None,
                    seconds_this_run=round(seconds, 2), model=str(out), health_warnings=self.health.warnings,
                    peak_rss_mb=peak_rss_mb()))  # this process's peak resident memory (since its last `reset_peak`): a stage launched apart reports its own

@@ -180,3 +180,13 @@ def test_the_linter_is_clean():
     import subprocess
     r = subprocess.run([str(Path(sys.executable).parent/'ruff'), 'check', 'nbs', 'kalm', 'tests', '.ci'], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-1000:]
+
+
+def test_run_folder_file_names_are_named_in_one_place():
+    "The files of a run folder are named by kalm.run_folders (RecipeRun, PipelineRun, SUMMARY, MINE_STATS) and nowhere else in kalm/ (#30)."
+    names = ('summary.json', 'mine_stats.json', 'soup_scores.json', 'soup_scores.png', 'finetune.jsonl.gz', 'holdout.jsonl.gz',
+             'teacher.jsonl.gz', 'teacher.json', 'recipe_steps.json', 'data.json', 'recipe.yaml', 'env.json')
+    pat = re.compile(r"""['"/](%s)['"]""" % '|'.join(map(re.escape, names)))
+    bad = [f"{p.name}:{i}: {l.strip()}" for p in sorted((ROOT/'kalm').glob('*.py')) if p.name not in ('run_folders.py', '_modidx.py')
+           for i, l in enumerate(p.read_text().splitlines(), 1) if pat.search(l)]
+    assert not bad, "name them with kalm.run_folders instead:\n" + '\n'.join(bad)
