@@ -20,17 +20,27 @@ from .stage import StageConfig
 from .trainer import train_stage
 from .run_folders import MINE_STATS, SUMMARY, RecipeRun
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:  # only named in string annotations; imported lazily where used
     import pandas as pd
 
 # %% auto #0
-__all__ = ['ABLATION_ROWS', 'SAME_MODEL', 'seed_preset', 'finetune_variant', 'causal_variant', 'filter_variant',
+__all__ = ['ABLATION_ROWS', 'SAME_MODEL', 'AblationRow', 'seed_preset', 'finetune_variant', 'causal_variant', 'filter_variant',
            'labeling_variant', 'distill_controls', 'ablation_rows', 'run_seed', 'paired_stats', 'bootstrap_ci',
            'row_verdict', 'items_interval', 'ablation_table', 'plot_ablations', 'ablation_notes', 'restate_study']
 
 # %% ../nbs/24_ablations.ipynb #39675e0e
-ABLATION_ROWS = [  # (row, variant, reference, paper Δ cmn, paper Δ eng, metric)
+class AblationRow(NamedTuple):
+    "One row of Table 5: the variant that removes a technique, the model it is compared with, the paper's Δ, the metric."
+    row: str                 # the row's name in the table (the paper's wording)
+    variant: str             # the model of each seed that lacks the technique
+    reference: str           # the model it is paired with (`finetune-1`, `distill`, `best ingredient`)
+    paper_cmn: float | None  # the paper's Δ on MTEB(cmn) (None: no such row in the paper)
+    paper_eng: float | None  # ... on MTEB(eng)
+    metric: str              # MTK, or a task type's mean
+
+
+ABLATION_ROWS = [AblationRow(*r) for r in [  # row, variant, reference, paper Δ cmn, paper Δ eng, metric
     ('w/o focal reweighting', 'w/o focal', 'finetune-1', -1.52, -0.63, 'MTK'),
     ('w/o online hard-negative mixing', 'w/o mixing', 'finetune-1', -0.39, -0.42, 'MTK'),
     ('w/o pairwise mixing', 'w/o pairwise mixing', 'finetune-1', None, None, 'MTK'),
@@ -44,7 +54,7 @@ ABLATION_ROWS = [  # (row, variant, reference, paper Δ cmn, paper Δ eng, metri
     ('greedy soup vs best single ingredient', 'soup-greedy', 'best ingredient', None, None, 'MTK'),
     ('uniform soup vs best single ingredient', 'soup-uniform', 'best ingredient', None, None, 'MTK'),
     ('cocktail soup vs best single ingredient', 'soup-cocktail', 'best ingredient', None, None, 'MTK'),
-]
+]]
 
 # %% ../nbs/24_ablations.ipynb #f84abfb6
 def seed_preset(preset: str | Path, s: int, overrides: dict | None = None) -> Preset:
@@ -96,15 +106,15 @@ def ablation_rows(names: list | str | None = None) -> list[tuple]:
     if isinstance(names, str): names = [names]  # `-p rows 'w/o focal'` gives one string, not a list of letters
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
         raise ConfigError('run_ablations parameters', 'rows', f"must be a list of row names, got {names!r}")
-    known = {r[0] for r in ABLATION_ROWS} | {r[1] for r in ABLATION_ROWS}
+    known = {r.row for r in ABLATION_ROWS} | {r.variant for r in ABLATION_ROWS}
     if bad := [n for n in names if n not in known]:
-        raise ConfigError('run_ablations parameters', 'rows', f"unknown row {bad[0]!r}", f"choose from: {'; '.join(r[0] for r in ABLATION_ROWS)}")
-    return [r for r in ABLATION_ROWS if r[0] in names or r[1] in names]
+        raise ConfigError('run_ablations parameters', 'rows', f"unknown row {bad[0]!r}", f"choose from: {'; '.join(r.row for r in ABLATION_ROWS)}")
+    return [r for r in ABLATION_ROWS if r.row in names or r.variant in names]
 
 
 def run_seed(p: Preset, run: Path, eval_suite=None, rows: list | None = None) -> tuple[dict[str, Path], dict]:
     "The full recipe in `run`, then the variants of `rows` (default: every row) beside it: (model name -> folder, the recipe's soup report)."
-    need = {name for r in (rows or ABLATION_ROWS) for name in r[1:3]} | {'finetune-1'}
+    need = {name for r in (rows or ABLATION_ROWS) for name in (r.variant, r.reference)} | {'finetune-1'}
     rc = p.recipe_config(resolve_teacher=True)
     rep = run_recipe(rc, run, progress=False, eval_suite=eval_suite)
     m = {'finetune-1': run/'finetune-1'/'model'}
@@ -203,8 +213,9 @@ def ablation_table(S: 'pd.DataFrame', rows=ABLATION_ROWS, task_scores: 'pd.DataF
     import pandas as pd
     from kalm.paired_ci import family_level, holm
     cols = [c for c in S.columns if c not in ('seed', 'model')]
-    present = [r for r in rows if r[1] in S['model'].values and r[2] in S['model'].values and r[5] in cols]
-    deltas = {r[0]: _deltas(S, r[1], r[2], cols) for r in present}
+    rows = [AblationRow(*r) for r in rows]
+    present = [r for r in rows if r.variant in S['model'].values and r.reference in S['model'].values and r.metric in cols]
+    deltas = {r.row: _deltas(S, r.variant, r.reference, cols) for r in present}
     m = sum(not (len(d) and (d.values == 0).all()) for d in deltas.values())  # a model against itself does not count
     each = family_level(level, m)
     tp = task_scores.pivot_table(index=['seed', 'task'], columns='model', values='score') if task_scores is not None else None
@@ -229,14 +240,14 @@ def ablation_table(S: 'pd.DataFrame', rows=ABLATION_ROWS, task_scores: 'pd.DataF
 def plot_ablations(S: 'pd.DataFrame', T: 'pd.DataFrame', rows=ABLATION_ROWS):
     "Δ per seed on the row's metric (dots), mean ± std (error bar) and the paper's cmn Δ (square), one column per row."
     from matplotlib.figure import Figure
-    rows = [r for r in rows if r[0] in T.index]
+    rows = [r for r in map(lambda r: AblationRow(*r), rows) if r.row in T.index]
     fig = Figure(figsize=(max(8, 1.0 * len(rows)), 3.8)); ax = fig.add_subplot(111)
     for i, (row, var, ref, pc, pe, metric) in enumerate(rows):
         d = (S[S.model == var].set_index('seed')[metric] - S[S.model == ref].set_index('seed')[metric]).dropna()
         ax.scatter([i]*len(d), d, color='C0', alpha=.6); ax.errorbar(i, d.mean(), yerr=d.std(ddof=1) if len(d) > 1 else 0, fmt='o', color='C0', capsize=4)
         if pc is not None: ax.scatter(i + .15, pc, marker='s', color='C3', label='paper (cmn)' if not ax.get_legend_handles_labels()[0] else None)
     ax.axhline(0, color='0.5', lw=.8); ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([r[0].replace(' ', '\n', 2) + ('' if r[5] == 'MTK' else f"\n({r[5]})") for r in rows], fontsize=6)
+    ax.set_xticklabels([r.row.replace(' ', '\n', 2) + ('' if r.metric == 'MTK' else f"\n({r.metric})") for r in rows], fontsize=6)
     ax.set_ylabel('Δ (variant − reference), MTK unless noted'); ax.legend(); fig.tight_layout()
     return fig
 
@@ -292,7 +303,7 @@ def restate_study(report: str | Path,          # a study's ablations.json
     try: d = json.loads(report.read_text()); S, TS = pd.DataFrame(d['scores']), pd.DataFrame(d['task_scores'])
     except (OSError, ValueError, KeyError) as e: raise ConfigError(str(report), 'scores', f"not a study's ablations.json ({e})") from None
     names = [t['row'] for t in d.get('table', [])]
-    T, PT, PS = ablation_table(S, [r for r in ABLATION_ROWS if r[0] in names], TS, margin=margin, level=level)
+    T, PT, PS = ablation_table(S, [r for r in ABLATION_ROWS if r.row in names], TS, margin=margin, level=level)
     src, now = d.get('code', {}), code_version()
     md = [f"# {d.get('preset', '?')} ablations, restated", "",
           f"The scores of `{repo_relative(report)}` (preset `{d.get('preset')}`, seeds {d.get('seeds')}, {d.get('limit')} items per task; made at commit "
