@@ -15,6 +15,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from .core import Config
+
 # %% auto #0
 __all__ = ['MODES', 'LossConfig', 'resolve_matryoshka', 'info_nce_logits', 'text_ids', 'false_negative_ids',
            'false_negative_mask', 'focal_info_nce', 'sample_mix_draws', 'mix_negatives', 'world_info',
@@ -25,7 +27,7 @@ __all__ = ['MODES', 'LossConfig', 'resolve_matryoshka', 'info_nce_logits', 'text
 MODES = ('pretrain', 'finetune', 'group')
 
 @dataclass(frozen=True)
-class LossConfig:
+class LossConfig(Config):
     "All knobs of the KaLM-V2 objective. Defaults: the V2 fine-tuning recipe (see the table at the top)."
     mode: str = 'finetune'           # 'pretrain': in-batch positives only; 'finetune': + every hard negative in the batch; 'group': own positive + own negatives only
     temperature: float = 0.01        # τ of InfoNCE (official train.sh)
@@ -57,7 +59,8 @@ class LossConfig:
     mask_negative_classes: bool = False
 
     def __post_init__(self):
-        def bad(field, msg): raise ValueError(f"LossConfig.{field}: {msg} (got {getattr(self, field)!r})")
+        self._check_types()  # a config as any other (`kalm.core.Config`): typed fields, one `ConfigError` naming the field
+        bad = self._bad
         if self.mode not in MODES: bad('mode', f"must be one of {MODES}")
         if not self.temperature > 0: bad('temperature', "must be > 0")
         if not self.focal_gamma >= 0: bad('focal_gamma', "must be >= 0")

@@ -5,14 +5,13 @@
 # %% ../nbs/14_stage.ipynb #9c2b039e
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
 import random
 import re
 import typing
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -142,18 +141,9 @@ def freeze_parameters(model: 'torch.nn.Module',  # the base model (`KaLMEmbedder
 # %% ../nbs/14_stage.ipynb #1299f7fb
 @patch
 def loss_config(self: StageConfig) -> LossConfig:
-    "The `LossConfig` of this stage: `LossConfig.stage(kind)` + `loss` overrides."
-    names = [f.name for f in fields(LossConfig)]
-    for k in self.loss:
-        if k not in names:
-            close = difflib.get_close_matches(str(k), names, n=1)
-            raise ConfigError(self._source(), f'loss.{k}', "not a LossConfig field" + (f" (did you mean '{close[0]}'?)" if close else ''))
-    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in self.loss.items()}
-    try: return LossConfig.stage(self.kind, **kw)
-    except (ValueError, TypeError) as e:
-        msg = str(e)
-        f = msg.split(':', 1)[0].replace('LossConfig.', '') if msg.startswith('LossConfig.') else next(iter(self.loss), None)
-        raise ConfigError(self._source(), f'loss.{f}' if f else 'loss', msg) from None
+    "The `LossConfig` of this stage: `LossConfig.stage(kind)` + `loss` overrides, read as any config (one `ConfigError` naming `loss.<field>`)."
+    try: return LossConfig.from_dict({**LossConfig.stage(self.kind).to_dict(), **self.loss}, self._source())
+    except ConfigError as e: raise ConfigError(self._source(), f'loss.{e.field}' if e.field else 'loss', e.msg, e.hint) from None
 
 
 @patch(as_prop=True)
