@@ -359,6 +359,57 @@ def _fn_mask(ids, cfg: LossConfig, B: int, M: int, with_n: bool, W: int, offset:
                                g[:, 2 * B:2 * B + BM].flatten() if nid is not None else None, g[:, 2 * B + BM:].flatten() if nid is not None else None), offset)
 
 
+# %% ../nbs/11_losses.ipynb #b9f51e81
+def _gather_candidates(q: Tensor, p: Tensor, n_cl: Tensor | None, cfg: LossConfig, gather_fn, rank) -> tuple[tuple | None, int, int]:
+    "Step 1: one cross-process gather of the raw full-width candidates (positives; hard negatives in fine-tuning; queries for `expand_qq`): (gathered, offset, world size)."
+    if cfg.mode == 'group': return None, 0, 1
+    B, M_cl = q.shape[0], 0 if n_cl is None else n_cl.shape[1]
+    gather_fn = gather_fn or all_gather_with_grad
+    rank = world_info()[0] if rank is None else rank
+    g = gather_fn(pack_candidates(p, n_cl if cfg.mode == 'finetune' else None, q if cfg.expand_qq else None))
+    gathered = unpack_candidates(g, B, M_cl if cfg.mode == 'finetune' else 0, cfg.expand_qq)
+    W, offset = gathered[0].shape[0] // B, rank * B
+    if not 0 <= rank < W: raise ValueError(f"contrastive_loss: rank {rank} outside the gathered world of size {W}")
+    return gathered, offset, W
+
+# %% ../nbs/11_losses.ipynb #cc4dca91
+def _synthetic_count(cfg: LossConfig, M_cl: int, do_mix: bool) -> int:
+    "Step 2: synthetic negatives per query (pairwise needs two parents; listwise and MoCHi one)."
+    return (cfg.mix_pairwise if M_cl >= 2 else 0) + int(cfg.mix_listwise) + cfg.mix_query if do_mix else 0
+
+
+def _check_negatives(cfg: LossConfig, B: int, W: int, M: int, M_cl: int, K: int):
+    "Step 2: every query needs at least one negative candidate, or the loss means nothing."
+    if cfg.mode == 'group': n_neg = M_cl + K
+    else:
+        n_neg = W * B - 1 + (W * B * M_cl if cfg.mode == 'finetune' else 0) + K
+        n_neg += (W * B - 1) * (int(cfg.expand_qq) + int(cfg.expand_pp))
+    if n_neg == 0: raise ValueError(f"contrastive_loss: no negative candidates (mode={cfg.mode!r}, global batch {W * B}, {M} hard negatives)")
+
+# %% ../nbs/11_losses.ipynb #a4e155b1
+def _dim_loss(d: int, q: Tensor, p: Tensor, n: Tensor | None, cfg: LossConfig, *, n_cl, gathered, offset, fn_mask, own_fn, do_mix, draws,
+              mixed_full, teacher_scores) -> tuple[Tensor, dict, tuple]:
+    "Step 3, one Matryoshka dim `d`: truncate and renormalise, mix, the InfoNCE logits, focal cross-entropy (+ KL to the teacher)."
+    nz = lambda x: None if x is None else F.normalize(x[..., :d], dim=-1)
+    qd, pd, nd = nz(q), nz(p), nz(n)
+    synth = s_mask = None
+    if do_mix:
+        synth, info = (nz(mixed_full[0]), mixed_full[1]) if mixed_full is not None else mix_negatives(qd, nd, draws, cfg, own_fn)
+        s_mask = info['synth_invalid'] if own_fn is not None else None
+    gd = None if gathered is None else tuple(nz(x) for x in gathered)
+    logits, labels = info_nce_logits(qd, pd, nd if n_cl is not None else None, mode=cfg.mode, temperature=cfg.temperature,
+                                     expand_qq=cfg.expand_qq, expand_pp=cfg.expand_pp, synth=synth, gathered=gd, offset=offset, fn_mask=fn_mask,
+                                     synth_mask=s_mask)
+    cl, per = focal_info_nce(logits, labels, cfg.focal_gamma, cfg.focal_detach, cfg.focal_normalize)
+    loss_d, stats = cfg.cl_weight * cl, {f'cl@{d}': cl.detach()}
+    if cfg.kd_weight > 0:
+        cands = pd[:, None] if nd is None else torch.cat([pd[:, None], nd], 1)
+        kl = kd_kl(torch.einsum('bd,bkd->bk', qd, cands), teacher_scores, cfg.kd_temperature)
+        kd = (per['w'].detach() * kl).mean() if cfg.kd_focal else kl.mean()
+        loss_d = loss_d + cfg.kd_weight * kd
+        stats[f'kd@{d}'] = kd.detach()
+    return loss_d, stats, (logits, labels, per, s_mask)
+
 # %% ../nbs/11_losses.ipynb #77cd0b92
 def contrastive_loss(q: Tensor,                       # [B, D] raw query reps (normalised inside, per Matryoshka dim)
                      p: Tensor,                       # [B, D] raw positive reps
@@ -371,10 +422,18 @@ def contrastive_loss(q: Tensor,                       # [B, D] raw query reps (n
                      mode: str | None = None,         # override `cfg.mode` for this batch
                      gather_fn: Callable[[Tensor], Tensor] | None = None,  # cross-process gather with autograd (default: `all_gather_with_grad`)
                      rank: int | None = None,         # this process's rank (default: torch.distributed's)
-                     ids: tuple[Tensor, Tensor, Tensor | None, Tensor | None] | None = None,  # `false_negative_ids` of the batch (None: no false-negative mask)
+                     ids: tuple[Tensor, Tensor, Tensor | None, Tensor | None] | None = None,  # `false_negative_ids` of the batch (None: no mask)
                      gather_ids: Callable[[Tensor], Tensor] | None = None,  # cross-process gather of the ids (default: `all_gather_ids`)
                     ) -> tuple[Tensor, dict]:
-    "The KaLM-V2 objective: (loss, stats)."
+    """The KaLM-V2 objective, (loss, stats): over the Matryoshka dims d with weights w_d,
+
+    L = Σ_d w_d · [ λ_CL · mean_i (1 − p_i)^γ · (−log p_i) + λ_KD · mean_i KL(P^T_i ‖ P^S_i) ],
+    p_i = exp(s_d(q_i, p⁺_i)/τ) / Σ_{c ∈ C_i} exp(s_d(q_i, c)/τ),
+
+    s_d the cosine of the first d coordinates, C_i the query's candidates — its positive, the batch's other positives
+    (gathered across processes), the batch's hard negatives (fine-tuning), the synthetic mixed negatives — less the
+    masked false negatives. The steps: (1) one gather of the candidates, (2) how many negatives each query has,
+    the mixing draws (shared by every dim), (3) the loss of each dim."""
     cfg = cfg or LossConfig()
     if mode is not None and mode != cfg.mode: cfg = replace(cfg, mode=mode)
     _check_inputs(q, p, n, teacher_scores)
@@ -385,52 +444,20 @@ def contrastive_loss(q: Tensor,                       # [B, D] raw query reps (n
     if cfg.kd_weight > 0 and teacher_scores is None: raise ValueError("contrastive_loss: cfg.kd_weight > 0 needs `teacher_scores`")
     n_cl = n if (M > 0 and cfg.mode != 'pretrain') else None             # hard negatives in the InfoNCE candidates
     M_cl = 0 if n_cl is None else M
-    # --- one gather of the raw full-width candidates
-    gathered, offset, W = None, 0, 1
-    if cfg.mode != 'group':
-        gather_fn = gather_fn or all_gather_with_grad
-        rank = world_info()[0] if rank is None else rank
-        g = gather_fn(pack_candidates(p, n_cl if cfg.mode == 'finetune' else None, q if cfg.expand_qq else None))
-        gathered = unpack_candidates(g, B, M_cl if cfg.mode == 'finetune' else 0, cfg.expand_qq)
-        W, offset = gathered[0].shape[0] // B, rank * B
-        if not 0 <= rank < W: raise ValueError(f"contrastive_loss: rank {rank} outside the gathered world of size {W}")
+    gathered, offset, W = _gather_candidates(q, p, n_cl, cfg, gather_fn, rank)
     fn_mask = _fn_mask(ids, cfg, B, M, n_cl is not None, W, offset, gather_ids) if ids is not None and cfg.mask_false_negatives else None
     own_fn = ids[2] == ids[0][:, None] if fn_mask is not None and n_cl is not None and ids[2] is not None else None  # [B, M]: never a mixing parent
-    # --- how many negatives each row has (no negative at all makes the loss meaningless)
     do_mix = n_cl is not None and cfg.n_mix > 0 and (step is None or step >= cfg.mix_warmup_steps)
-    K = (cfg.mix_pairwise if M_cl >= 2 else 0) + int(cfg.mix_listwise) + cfg.mix_query if do_mix else 0
-    if cfg.mode == 'group': n_neg = M_cl + K
-    else:
-        n_neg = W * B - 1 + (W * B * M_cl if cfg.mode == 'finetune' else 0) + K
-        n_neg += (W * B - 1) * (int(cfg.expand_qq) + int(cfg.expand_pp))
-    if n_neg == 0: raise ValueError(f"contrastive_loss: no negative candidates (mode={cfg.mode!r}, global batch {W * B}, {M} hard negatives)")
-    # --- mixing draws (shared by every dim)
+    K = _synthetic_count(cfg, M_cl, do_mix)
+    _check_negatives(cfg, B, W, M, M_cl, K)
     draws = sample_mix_draws(B, M_cl, cfg, generator) if do_mix else None
-    h_full = None
-    if do_mix and cfg.mix_matryoshka == 'full':
-        h_full, info_full = mix_negatives(F.normalize(q, dim=-1), F.normalize(n_cl, dim=-1), draws, cfg, own_fn)
+    mixed_full = mix_negatives(F.normalize(q, dim=-1), F.normalize(n_cl, dim=-1), draws, cfg, own_fn) if do_mix and cfg.mix_matryoshka == 'full' else None
     total, stats = q.new_zeros(()), {}
     for i_d, (d, wd) in enumerate(resolve_matryoshka(cfg, D)):
-        nz = lambda x: None if x is None else F.normalize(x[..., :d], dim=-1)
-        qd, pd, nd = nz(q), nz(p), nz(n)
-        synth = s_mask = None
-        if do_mix:
-            synth, info = (nz(h_full), info_full) if h_full is not None else mix_negatives(qd, nd, draws, cfg, own_fn)
-            s_mask = info['synth_invalid'] if own_fn is not None else None
-        gd = None if gathered is None else tuple(nz(x) for x in gathered)
-        logits, labels = info_nce_logits(qd, pd, nd if n_cl is not None else None, mode=cfg.mode, temperature=cfg.temperature,
-                                         expand_qq=cfg.expand_qq, expand_pp=cfg.expand_pp, synth=synth, gathered=gd, offset=offset, fn_mask=fn_mask,
-                                         synth_mask=s_mask)
-        cl, per = focal_info_nce(logits, labels, cfg.focal_gamma, cfg.focal_detach, cfg.focal_normalize)
-        loss_d = cfg.cl_weight * cl
-        stats[f'cl@{d}'] = cl.detach()
-        if cfg.kd_weight > 0:
-            cands = pd[:, None] if nd is None else torch.cat([pd[:, None], nd], 1)
-            kl = kd_kl(torch.einsum('bd,bkd->bk', qd, cands), teacher_scores, cfg.kd_temperature)
-            kd = (per['w'].detach() * kl).mean() if cfg.kd_focal else kl.mean()
-            loss_d = loss_d + cfg.kd_weight * kd
-            stats[f'kd@{d}'] = kd.detach()
-        total = total + wd * loss_d
+        loss_d, st, (logits, labels, per, s_mask) = _dim_loss(d, q, p, n, cfg, n_cl=n_cl, gathered=gathered, offset=offset, fn_mask=fn_mask,
+                                                              own_fn=own_fn, do_mix=do_mix, draws=draws, mixed_full=mixed_full,
+                                                              teacher_scores=teacher_scores)
+        total, stats = total + wd * loss_d, {**stats, **st}
         if i_d == 0:
             stats.update(p_pos=per['p'].detach().mean(), focal_w=per['w'].detach().mean(),
                          acc=(logits.detach().argmax(1) == labels).float().mean(), n_candidates=logits.shape[1], n_synth=K,
