@@ -14,7 +14,8 @@ import numpy as np
 from .core import ConfigError, atomic_write, write_json
 from .provenance import code_version, describe_environment
 from .hard_negatives import mine_stage
-from .pipeline import Preset, best_ingredient, load_preset
+from .pipeline import Preset, load_preset
+from .run_steps import best_ingredient
 from .recipe import recipe_data, run_recipe
 from .stage import StageConfig
 from .trainer import train_stage
