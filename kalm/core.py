@@ -454,19 +454,19 @@ def deep_merge(a: dict, b: dict) -> dict:
 
 
 def parse_overrides(overrides: Sequence[str] | dict | None) -> dict:
-    "`['steps=10', 'loss.temperature=0.02']` -> `{'steps': 10, 'loss': {'temperature': 0.02}}` (values parsed as YAML)."
-    if overrides is None: return {}
-    if isinstance(overrides, dict): return dict(overrides)
+    "`['loss.temperature=0.02']` (values read as YAML) or `{'loss.temperature': 0.02}` (values kept as data) -> `{'loss': {'temperature': 0.02}}`."
     out: dict = {}
-    for o in overrides:
-        if '=' not in o: raise ConfigError('overrides', None, f"expected KEY=VALUE, got {o!r}")
-        k, v = o.split('=', 1)
-        try: val = yaml.safe_load(v) if v.strip() else None
-        except yaml.YAMLError as e: raise ConfigError('overrides', k.strip(), f"value {v!r} is not valid YAML ({str(e).splitlines()[0]})") from None
-        *parents, leaf = k.strip().split('.')
+    for o in (overrides or {}):
+        if isinstance(overrides, dict): k, val = o, overrides[o]
+        else:
+            if '=' not in o: raise ConfigError('overrides', None, f"expected KEY=VALUE, got {o!r}")
+            k, v = o.split('=', 1)
+            try: val = yaml.safe_load(v) if v.strip() else None
+            except yaml.YAMLError as e: raise ConfigError('overrides', k.strip(), f"value {v!r} is not valid YAML ({str(e).splitlines()[0]})") from None
+        *parents, leaf = str(k).strip().split('.')
         cur = out
         for p in parents: cur = cur.setdefault(p, {})
-        cur[leaf] = val
+        cur[leaf] = deep_merge(cur[leaf], val) if isinstance(cur.get(leaf), dict) and isinstance(val, dict) else val
     return out
 
 
@@ -486,7 +486,8 @@ def _from_yaml(cls, path: str | Path, overrides: Sequence[str] | dict | None = N
     d = {} if d is None else d
     if isinstance(d, dict): d = deep_merge(d, parse_overrides(overrides))
     lines = yaml_lines(node)
-    for o in (overrides if isinstance(overrides, (list, tuple)) else []):  # an override's errors name the override, not the line it replaced
+    given = [f"{k}={json.dumps(v)}" for k, v in overrides.items()] if isinstance(overrides, dict) else list(overrides or [])
+    for o in given:  # an override's errors name the override, not the line it replaced
         k = o.split('=', 1)[0].strip(); lines = {**{x: n for x, n in lines.items() if not x.startswith(k + '.')}, k: f"{path} (--override {o})"}
     cfg = cls.from_dict(d, path, lines).resolve_paths(path.parent)
     object.__setattr__(cfg, '_origin', str(path))

@@ -5,7 +5,6 @@
 # %% ../nbs/21_pipeline.ipynb #ae5fd688
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -136,7 +135,6 @@ def load_preset(preset: str | Path,              # a name in PIPELINE_PRESETS or
     if str(preset) in PIPELINE_PRESETS and not p.is_file(): p = presets_dir()/f"{preset}.yaml"
     elif not p.suffix:
         raise ConfigError('preset', None, f"unknown preset {str(preset)!r}: choose one of {', '.join(PIPELINE_PRESETS)} or give a YAML file")
-    if isinstance(overrides, dict): overrides = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
     return Preset.from_yaml(p, overrides)
 
 # %% ../nbs/21_pipeline.ipynb #bc185c24

@@ -333,7 +333,7 @@ def run_recipe(cfg: RecipeConfig | str | Path,  # recipe config or its YAML
               ) -> dict:
     "Run pre-train → mine → fine-tune ×N → soups (→ distill) in `run_dir`; returns the soup report."
     if not isinstance(cfg, RecipeConfig): cfg = RecipeConfig.from_yaml(cfg, overrides)
-    elif overrides: cfg = RecipeConfig.from_dict(deep_merge(cfg.to_dict(), parse_overrides([f"{k}={json.dumps(v)}" for k, v in overrides.items()])))
+    elif overrides: cfg = RecipeConfig.from_dict(deep_merge(cfg.to_dict(), parse_overrides(overrides)))
     run = check_run_dir(run_dir).resolve()  # a file: one error; stages name each other by absolute paths
     R = RecipeRun(run)
     atomic_write(R.config, cfg.to_yaml())
