@@ -18,9 +18,9 @@ from .stage import SHIPPED_CARD_SETS
 
 # %% auto #0
 __all__ = ['PIPELINE_PRESETS', 'FINAL_CHOICES', 'SMOKE_OVERRIDES', 'RUN_PARTS', 'EvalConfig', 'HardwareConfig', 'TotalsConfig',
-           'presets_dir', 'Preset', 'load_preset', 'presets_table', 'folder_coverage', 'hub_folders', 'preset_cards',
-           'hub_needs', 'model_cached', 'dataset_cached', 'check_hub_ready', 'task_batch_overrides', 'smoke_overrides',
-           'parameter_overrides', 'parse_parts']
+           'presets_dir', 'Preset', 'load_preset', 'preset_file', 'presets_table', 'folder_coverage', 'hub_folders',
+           'preset_cards', 'hub_needs', 'model_cached', 'dataset_cached', 'check_hub_ready', 'task_batch_overrides',
+           'smoke_overrides', 'parameter_overrides', 'parse_parts']
 
 # %% ../nbs/21_pipeline.ipynb #21a54808
 @dataclass
@@ -131,11 +131,15 @@ def load_preset(preset: str | Path,              # a name in PIPELINE_PRESETS or
                 overrides: dict | list | None = None,  # {'recipe.pretrain.steps': 2} or ['recipe.pretrain.steps=2']
                ) -> Preset:
     "Read a preset, apply dotted overrides, validate everything; one `ConfigError` naming file, line and field."
+    return Preset.from_yaml(preset_file(preset), overrides)
+
+
+def preset_file(preset: str | Path) -> Path:
+    "The YAML file of a preset: a shipped name (`PIPELINE_PRESETS`) or a file; one `ConfigError` for a name that is neither."
     p = Path(preset)
-    if str(preset) in PIPELINE_PRESETS and not p.is_file(): p = presets_dir()/f"{preset}.yaml"
-    elif not p.suffix:
-        raise ConfigError('preset', None, f"unknown preset {str(preset)!r}: choose one of {', '.join(PIPELINE_PRESETS)} or give a YAML file")
-    return Preset.from_yaml(p, overrides)
+    if str(preset) in PIPELINE_PRESETS and not p.is_file(): return presets_dir()/f"{preset}.yaml"
+    if not p.suffix: raise ConfigError('preset', None, f"unknown preset {str(preset)!r}: choose one of {', '.join(PIPELINE_PRESETS)} or give a YAML file")
+    return p
 
 # %% ../nbs/21_pipeline.ipynb #bc185c24
 def presets_table():
@@ -269,14 +273,14 @@ def smoke_overrides(preset: str | Path) -> dict:
 
 
 def parameter_overrides(preset: str | Path,  # the preset the run starts from (a name or a YAML file)
-                  seed: int = 0, smoke: bool = False, pretrain_steps: int = 0, finetune_steps: int = 0, batch_size: int = 0,
-                  max_length: int = 0, eval_limit: int = -1, overrides: dict | str | None = None,
-                 ) -> dict:
+                        seed: int = 0, smoke: bool = False, pretrain_steps: int = 0, finetune_steps: int = 0, batch_size: int = 0,
+                        max_length: int = 0, eval_limit: int = -1, overrides: dict | str | None = None,
+                       ) -> dict:
     "The dotted preset overrides that `run_pipeline.ipynb`'s parameters ask for (0 / -1: the preset's value)."
     import yaml
     bad = lambda k, msg: ConfigError('run_pipeline parameters', k, msg)
-    if not (str(preset) in PIPELINE_PRESETS or Path(preset).is_file()):
-        raise bad('preset', f"preset {str(preset)!r} is unknown (choose one of {', '.join(PIPELINE_PRESETS)} or a YAML file)")
+    try: preset_file(preset)
+    except ConfigError as e: raise bad('preset', e.msg) from None
     for k, v, lo in [('seed', seed, 0), ('pretrain_steps', pretrain_steps, 0), ('finetune_steps', finetune_steps, 0),
                      ('batch_size', batch_size, 0), ('max_length', max_length, 0), ('eval_limit', eval_limit, -1)]:
         if not isinstance(v, int) or isinstance(v, bool) or v < lo: raise bad(k, f"must be an integer >= {lo}, got {v!r}")

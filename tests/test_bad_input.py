@@ -290,7 +290,7 @@ def test_papermill_bad_parameter_is_one_line_in_the_notebook(tmp_path):
                        cwd=ROOT/'nbs', env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
     errors = [o for c in json.loads(out.read_text())['cells'] for o in c.get('outputs', []) if o['output_type'] == 'error']
-    want = "error: run_pipeline parameters: field 'preset': preset 'nope' is unknown"
+    want = "error: run_pipeline parameters: field 'preset': unknown preset 'nope'"
     assert len(errors) == 1 and len(errors[0]['traceback']) == 1 and errors[0]['traceback'][0].startswith(want), errors
     assert r.stderr.strip().splitlines()[-1].startswith(want)  # papermill's own message ends with the same line
     # `stages` (the old name of `parts`) can be given with -p, as a comma-separated string
