@@ -57,20 +57,20 @@ ABLATION_ROWS = [AblationRow(*r) for r in [  # row, variant, reference, paper Δ
     ('cocktail soup vs best single ingredient', 'soup-cocktail', 'best ingredient', None, None, 'MTK'),
 ]]
 
-# %% ../nbs/24_ablations.ipynb #f84abfb6
+# %% ../nbs/24_ablations.ipynb #f2711ae7
 def seed_preset(preset: str | Path, s: int, overrides: dict | None = None) -> Preset:
     "The preset of seed `s`, by the recipe's one seed rule (`RecipeConfig.seed_overrides`: the ingredients by 100·s + their seed)."
     rc = load_preset(preset, overrides).recipe
     return load_preset(preset, {**(overrides or {}), **{f'recipe.{k}': v for k, v in rc.seed_overrides(s).items()}})
 
-
+# %% ../nbs/24_ablations.ipynb #efac15e6
 def finetune_variant(p: Preset, run: Path, name: str, loss: dict | None = None, model=None, data=None) -> Path:
     "`finetune-1` of the recipe in `run` with its `loss` options changed (or another start model / data); in `run.parent/name`."
     sc = replace(p.recipe.ingredient(1), name=name, model=str(model or RecipeRun(run).model('pretrain')), data=str(data or RecipeRun(run).mined))
     if loss: sc = replace(sc, loss={**sc.loss, **loss})
     return train_stage(sc, run.parent/name, progress=False)
 
-
+# %% ../nbs/24_ablations.ipynb #1cbaf3be
 def causal_variant(p: Preset, run: Path) -> Path:
     "The same recipe with the causal mask kept: its own random init, pre-training, mining and first fine-tuning run."
     rc = p.recipe
@@ -78,14 +78,14 @@ def causal_variant(p: Preset, run: Path) -> Path:
     mined = mine_stage(replace(rc.mine, model=str(pre), data=str(RecipeRun(run).finetune_rows)), run.parent/'causal-mine', progress=False)
     return finetune_variant(p, run, 'causal-finetune', model=pre, data=mined)
 
-
+# %% ../nbs/24_ablations.ipynb #380c6ff2
 def filter_variant(p: Preset, run: Path) -> Path:
     "`finetune-1` on the same rows mined by the same pre-trained model without the ranking-consistency filter (`filter_topk: null`)."
     mined = mine_stage(replace(p.recipe.mine, model=str(RecipeRun(run).model('pretrain')), data=str(RecipeRun(run).finetune_rows), filter_topk=None),
                        run.parent/'nofilter-mine', progress=False)
     return finetune_variant(p, run, 'nofilter-finetune', data=mined)
 
-
+# %% ../nbs/24_ablations.ipynb #5c183c5f
 def labeling_variant(p: Preset, run: Path, labeling: str = 'label_text') -> Path:
     "`finetune-1` on fine-tuning rows whose classification / clustering positives use `labeling`, mined by the same pre-trained model."
     rc = p.recipe_config(resolve_teacher=True)
@@ -94,13 +94,13 @@ def labeling_variant(p: Preset, run: Path, labeling: str = 'label_text') -> Path
     mined = mine_stage(replace(rc.mine, model=str(RecipeRun(run).model('pretrain')), data=str(RecipeRun(d).finetune_rows)), RecipeRun(d).mine, progress=False)
     return finetune_variant(p, run, f"{labeling.replace('_', '')}-finetune", data=mined)
 
-
+# %% ../nbs/24_ablations.ipynb #223e93c7
 def distill_controls(dc: StageConfig) -> dict[str, StageConfig]:
     "The distillation stage and its controls — the same stage with only the KL term (`cl_weight: 0`) or only CL (`kd_weight: 0`)."
     return {'distill': dc, 'distill only-KL': replace(dc, name='distill-kl', loss={**dc.loss, 'cl_weight': 0.0}),
             'distill only-CL': replace(dc, name='distill-cl', loss={**dc.loss, 'kd_weight': 0.0})}
 
-
+# %% ../nbs/24_ablations.ipynb #b93d254d
 def ablation_rows(names: list | str | None = None) -> list[tuple]:
     "The rows of `ABLATION_ROWS` named in `names` (a row's or its variant's name, or one such name; None or [] = every row), in table order."
     if not names: return list(ABLATION_ROWS)
@@ -112,7 +112,7 @@ def ablation_rows(names: list | str | None = None) -> list[tuple]:
         raise ConfigError('run_ablations parameters', 'rows', f"unknown row {bad[0]!r}", f"choose from: {'; '.join(r.row for r in ABLATION_ROWS)}")
     return [r for r in ABLATION_ROWS if r.row in names or r.variant in names]
 
-
+# %% ../nbs/24_ablations.ipynb #a640b0cd
 def run_seed(p: Preset, run: Path, eval_suite=None, rows: list | None = None) -> tuple[dict[str, Path], dict]:
     "The full recipe in `run`, then the variants of `rows` (default: every row) beside it: (model name -> folder, the recipe's soup report)."
     need = {name for r in (rows or ABLATION_ROWS) for name in (r.variant, r.reference)} | {'finetune-1'}

@@ -136,7 +136,7 @@ def embedder_from_preset(
         emb.model.layers.requires_grad_(False)
     return emb
 
-# %% ../nbs/10_checkpoint.ipynb #7911e72a
+# %% ../nbs/10_checkpoint.ipynb #25d8cd2d
 def load_embedder(
     source: str | Path,  # kalm/ST/HF folder, preset name, or hub id
     causal: bool | None = None,  # None: the checkpoint's setting, else bidirectional for decoders
@@ -172,18 +172,18 @@ def load_embedder(
                             "or config.json (transformers)")
     return emb.to(dtype) if dtype is not None else emb
 
-
+# %% ../nbs/10_checkpoint.ipynb #7d485d97
 class CausalityUnknownError(KaLMLoadError):
     "A decoder checkpoint that says neither causal nor bidirectional, loaded without the caller saying it."
 
-
+# %% ../nbs/10_checkpoint.ipynb #497f2cae
 def stated_causality(hf_cfg: PretrainedConfig, kcfg: KaLMConfig | None = None) -> bool | None:
     "What a checkpoint says of its decoder's attention: `config.json`'s `is_causal`, else `kalm_config.json`'s, else None."
     if getattr(hf_cfg, "is_causal", None) is not None:
         return bool(hf_cfg.is_causal)
     return kcfg.causal if kcfg is not None and kcfg.causal is not None else None
 
-
+# %% ../nbs/10_checkpoint.ipynb #c05771ac
 def _settle_causal(causal: bool | None, hf_cfg: PretrainedConfig, kcfg: KaLMConfig | None, path) -> bool | None:
     if causal is not None:
         return bool(causal)
@@ -197,7 +197,7 @@ def _settle_causal(causal: bool | None, hf_cfg: PretrainedConfig, kcfg: KaLMConf
             "causal=False to make it bidirectional (what the KaLM recipe does to a base LLM; a training stage's `causal`)")
     return said
 
-
+# %% ../nbs/10_checkpoint.ipynb #58f3309f
 def _load_hf(path, causal, attn, device, trust_remote_code, overrides) -> KaLMEmbedder:
     hf_cfg = _read_config(path, trust_remote_code)
     causal = _settle_causal(causal, hf_cfg, None, path)

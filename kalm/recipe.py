@@ -171,7 +171,7 @@ def resolve_paths(self: RecipeConfig, base):
     distill = None if self.distill is None else replace(self.distill, teacher=absd(self.distill.teacher))
     return replace(self, cards=[absd(c) for c in self.cards], model=absd(self.model), distill=distill)
 
-# %% ../nbs/17_recipe.ipynb #e2f0060a
+# %% ../nbs/17_recipe.ipynb #b754f9b8
 def plot_soup_scores(report: dict,          # `soup_scores.json` content
                      metric: str = 'recall@1',
                     ):
@@ -194,7 +194,7 @@ def plot_soup_scores(report: dict,          # `soup_scores.json` content
     fig.tight_layout()
     return fig
 
-
+# %% ../nbs/17_recipe.ipynb #0f95b064
 def launch_stage(sc: StageConfig, run_dir: Path, launcher: list[str] | None = None, progress: bool = True) -> Path:
     "Train a stage in this process, or — with a `launcher` such as `accelerate launch …` or `python` — as `kalm-train` in the processes it starts."
     if not launcher: return train_stage(sc, run_dir, progress=progress)
@@ -210,7 +210,7 @@ def launch_stage(sc: StageConfig, run_dir: Path, launcher: list[str] | None = No
                                       " (its run folder resumes from the last checkpoint when the recipe runs again)", run_dir)
     return Path(run_dir)/'model'
 
-
+# %% ../nbs/17_recipe.ipynb #f4d80f26
 def stages_cards(cfg: RecipeConfig, stages: list[str]) -> list:
     "The recipe's cards of these card stages, each card once."
     cards = {}
@@ -218,7 +218,7 @@ def stages_cards(cfg: RecipeConfig, stages: list[str]) -> list:
         for c in stage_cards(StageConfig(kind='finetune', card_stage=st, cards=cfg.cards)): cards.setdefault(c.name, c)
     return list(cards.values())
 
-
+# %% ../nbs/17_recipe.ipynb #7f2f2dac
 def recipe_data(cfg: RecipeConfig, run: Path, eval_suite: str | Path | None = None) -> tuple['datasets.Dataset', int | None]:
     "Step 1: the fine-tuning mixture and its held-out selection rows in `run/data`; (held-out rows, overlap with `eval_suite`)."
     R = RecipeRun(run)

@@ -32,7 +32,7 @@ __all__ = ['SOUP_CLI_METHODS', 'SoupError', 'weight_files', 'tensor_specs', 'ing
            'iter_tensors', 'average_weights', 'soup_model', 'heldout_recall', 'SoupResult', 'uniform_soup',
            'weighted_soup', 'cocktail_weights', 'greedy_select', 'greedy_soup', 'make_soup', 'soup_cli']
 
-# %% ../nbs/16_soup.ipynb #17c47b7a
+# %% ../nbs/16_soup.ipynb #9ce604dc
 class SoupError(KalmError, ValueError):
     "Ingredients that cannot be souped (not a model, different architecture or base, bad weights); names the folder."
 
@@ -40,7 +40,7 @@ class SoupError(KalmError, ValueError):
 _CONFIG_IGNORE = {'transformers_version', '_name_or_path', 'dtype', 'torch_dtype', 'architectures', 'name_or_path'}
 _EMBED_KEYS = ('pooling', 'include_instruction', 'normalize', 'causal', 'padding_side')
 
-
+# %% ../nbs/16_soup.ipynb #532d861e
 def weight_files(path: str | Path) -> list[Path]:
     "The safetensors files of a model folder (sharded or not)."
     path = Path(path)
@@ -51,7 +51,7 @@ def weight_files(path: str | Path) -> list[Path]:
     if (path/'model.safetensors').is_file(): return [path/'model.safetensors']
     raise SoupError(f"{path}: no model.safetensors (kalm soups read safetensors weights)")
 
-
+# %% ../nbs/16_soup.ipynb #6389cb51
 def tensor_specs(path: str | Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     "name -> (dtype, shape) from the safetensors headers (no tensor is read)."
     from safetensors import safe_open
@@ -63,7 +63,7 @@ def tensor_specs(path: str | Path) -> dict[str, tuple[str, tuple[int, ...]]]:
                 out[k] = (str(sl.get_dtype()), tuple(sl.get_shape()))
     return out
 
-
+# %% ../nbs/16_soup.ipynb #68c13808
 def ingredient_info(path: str | Path) -> dict:
     "Architecture, embedding settings, tensor specs and lineage of a model folder."
     path = Path(path)
@@ -72,7 +72,7 @@ def ingredient_info(path: str | Path) -> dict:
     return dict(path=str(path), arch={k: v for k, v in cfg.items() if k not in _CONFIG_IGNORE},
                 embed={k: kcfg.get(k) for k in _EMBED_KEYS}, specs=tensor_specs(path), lineage=read_lineage(path))
 
-
+# %% ../nbs/16_soup.ipynb #79f2bdab
 def check_ingredients(paths: Sequence[str | Path],  # model folders
                       base: str = 'parent',          # 'parent': each is the common base or one stage from it; 'root': any shared ancestor; 'none': no check
                      ) -> dict:
