@@ -224,7 +224,11 @@ def check_hub_ready(preset: Preset | str, reachable: bool | None = None,
     if not any(needs.values()): return needs
     if reachable is None: reachable = hub_reachable()
     if reachable:
-        cov = folder_coverage(preset_cards(p), folders if folders is not None else hub_folders(p))
+        if folders is None:
+            try: folders = hub_folders(p)
+            except Exception as e:  # the listing is a check, not a need: the run goes on, saying so
+                print(f"note: the hub's folder listing failed ({type(e).__name__}: {str(e)[:200]}); the cards' folders are not checked"); folders = {}
+        cov = folder_coverage(preset_cards(p), folders)
         if bad := {r: v['missing'] for r, v in cov.items() if v['missing']}:
             raise ConfigError(p._source(), 'cards', '; '.join(f"{r} has no folder for card(s) {', '.join(v)}" for r, v in bad.items())
                               + " (the hub's tree lists its folders: fix the cards' source.data_dir)")
