@@ -33,7 +33,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 STAMP := $(VENV)/.kalm-installed
 PIP := $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: setup test lint check-sync nbtest pytest nbtest-then-hub pytest-rest pipeline seeds base-model ablations ablation-stats benchmarks export clean readme lock drift
+.PHONY: setup test lint check-sync nbtest pytest pipeline seeds base-model ablations ablation-stats benchmarks export clean readme lock drift
 
 setup: $(STAMP)
 # With the lock: its packages with --no-deps and --require-hashes (nothing resolved, nothing newer), torch from
@@ -95,23 +95,15 @@ nbtest: setup
 pytest: setup
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -q -rs --durations=15
 
+# nbtest and pytest side by side: pytest spends most of its time waiting on the processes it starts (about 0.7 of a
+# core on average in CI), so the two together fill the 2 cores; each one's output is printed when it ends.
 # The linter (ruff, in the lock; configured in pyproject.toml): unused and undefined names, syntax errors and the line
 # length, in the notebooks, the modules they export, the tests and CI's scripts
 lint: setup
 	$(BIN)/ruff check nbs kalm tests .ci
 
-# nbtest and pytest side by side: pytest spends most of its time waiting on the processes it starts (about 0.7 of a
-# core on average in CI), so the two together fill the 2 cores; each one's output is printed when it ends. pytest is
-# the longer of the two, so its hub stand-in module (the paper presets end to end, ~5 min) runs after the notebooks.
-HUB_TESTS := tests/test_hub_standin.py
-nbtest-then-hub: nbtest
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(HUB_TESTS) -q -rs --durations=5
-
-pytest-rest: setup
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -q -rs --durations=15 --ignore=$(HUB_TESTS)
-
 test: check-sync lint
-	$(MAKE) --no-print-directory -j2 --output-sync=target nbtest-then-hub pytest-rest
+	$(MAKE) --no-print-directory -j2 --output-sync=target nbtest pytest
 
 # `make pipeline PRESET=gemma3`: the same job on Gemma 3 270M base (fetched first: `make base-model`)
 PRESET ?= mini
