@@ -173,11 +173,7 @@ def row_verdict(lo: float, hi: float,  # the row's family interval (points)
     if (v == 'better') != (paper > 0): return 'opposite'
     return 'reproduced' if lo <= paper <= hi else 'same direction, other size'
 
-# %% ../nbs/24_ablations.ipynb #ed6742c3
-def _deltas(S, var, ref, cols):
-    return (S[S.model == var].set_index('seed')[cols] - S[S.model == ref].set_index('seed')[cols]).dropna()
-
-
+# %% ../nbs/24_ablations.ipynb #f432deab
 def items_interval(items: dict,        # (seed, model) -> {task: `kalm.paired_ci.TaskItems`}
                    var: str, ref: str,  # the variant and its control
                    level: float = 0.95, # the level of this interval (several rows: `kalm.paired_ci.family_level`)
@@ -187,6 +183,10 @@ def items_interval(items: dict,        # (seed, model) -> {task: `kalm.paired_ci
     seeds = sorted({s for s, m in items if m in (var, ref)})
     a, b = [items.get((s, var)) for s in seeds], [items.get((s, ref)) for s in seeds]
     return paired_difference(a, b, level=level) if seeds and all(a) and all(b) else None
+
+# %% ../nbs/24_ablations.ipynb #42a31784
+def _deltas(S, var, ref, cols):
+    return (S[S.model == var].set_index('seed')[cols] - S[S.model == ref].set_index('seed')[cols]).dropna()
 
 
 def _row(d, metric, paper, level, margin, boot, it) -> dict:
@@ -237,7 +237,7 @@ def ablation_table(S: 'pd.DataFrame', rows=ABLATION_ROWS, task_scores: 'pd.DataF
     T.attrs.update(level=each, rows_compared=m)
     return T, pd.DataFrame(per_type).round(2), pd.DataFrame(per_seed).T.round(2)
 
-
+# %% ../nbs/24_ablations.ipynb #321d0682
 def plot_ablations(S: 'pd.DataFrame', T: 'pd.DataFrame', rows=ABLATION_ROWS):
     "Δ per seed on the row's metric (dots), mean ± std (error bar) and the paper's cmn Δ (square), one column per row."
     from matplotlib.figure import Figure

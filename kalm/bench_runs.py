@@ -105,25 +105,26 @@ def same_work_losses(model_dir: str | Path,        # the sentence-transformers f
         raise RuntimeError(f"same_work_losses: the first-batch losses differ by more than {tol}: {out}")
     return out
 
-# %% ../nbs/23_bench_runs.ipynb #2d0bf075
+# %% ../nbs/23_bench_runs.ipynb #e7392aff
 def kalm_run(cfg,                 # a `kalm.stage.StageConfig`
              work: str | Path,    # a fresh run folder is made (and removed) in it
             ) -> tuple[list[float], list[float]]:
     "Train a stage with kalm's `Trainer`: seconds of steps 3… (between consecutive step ends) and every step's loss."
-    from kalm.trainer import Trainer, read_metrics
+    from kalm.tracking import read_metrics
+    from kalm.trainer import Trainer
     d = Path(tempfile.mkdtemp(dir=work))
     Trainer(cfg, d, progress=False).train()
     m = read_metrics(d)
     shutil.rmtree(d, ignore_errors=True)
     return [b['seconds'] - a['seconds'] for a, b in zip(m, m[1:])][1:], [r['loss'] for r in m]
 
-
+# %% ../nbs/23_bench_runs.ipynb #7dc9de0f
 def in_order(dataset, batch_size, drop_last, **kw):
     "sentence-transformers batches the pairs in list order: the same batches as kalm's plan."
     from torch.utils.data import BatchSampler, SequentialSampler
     return BatchSampler(SequentialSampler(dataset), batch_size, drop_last)
 
-
+# %% ../nbs/23_bench_runs.ipynb #23b52ac0
 def st_run(model_dir: str | Path,                      # a sentence-transformers folder
            anchor: Sequence[str], positive: Sequence[str],  # `training_pairs`
            batch_size: int, steps: int, max_length: int,
@@ -158,7 +159,7 @@ def st_run(model_dir: str | Path,                      # a sentence-transformers
     tr.train()
     return [b - a for a, b in zip(clock.t, clock.t[1:])][1:], clock.loss
 
-
+# %% ../nbs/23_bench_runs.ipynb #867007d6
 def training_comparison(runs: Mapping[str, Callable[[], tuple[list[float], list[float]]]],  # name -> a run (`kalm_run` / `st_run`); the first is the reference
                         repeats: int,      # runs per case, interleaved
                         batch_size: int,   # pairs per step
@@ -187,7 +188,7 @@ def token_rows(emb,                 # a `KaLMEmbedder`
                          packed_rows=int(k['input_ids'].shape[0]))
     return out
 
-# %% ../nbs/23_bench_runs.ipynb #2c806852
+# %% ../nbs/23_bench_runs.ipynb #c2b2b59a
 def rss_step(cfg: Mapping) -> None:
     "A memory child's work: one step of kalm's Trainer (`side: kalm`) or sentence-transformers' trainer with (Cached)MNRL, the model saved; prints `BENCH_RESULT`."
     if cfg['threads']: torch.set_num_threads(cfg['threads'])
@@ -219,13 +220,13 @@ def rss_step(cfg: Mapping) -> None:
         m.save(tempfile.mkdtemp())  # kalm's Trainer saves the final model at the end of a stage: the same work here
     print('BENCH_RESULT', json.dumps({'seconds': time.perf_counter() - t0}))
 
-
+# %% ../nbs/23_bench_runs.ipynb #4599c127
 def rss_child(cfg: Mapping) -> str:
     "Python source of a memory child: offline, no command-line arguments, `rss_step(cfg)`."
     return ("import os, sys, json\nsys.argv = ['x']\nos.environ.setdefault('HF_HUB_OFFLINE', '1')\n"
             f"from kalm.bench_runs import rss_step\nrss_step(json.loads({json.dumps(cfg)!r}))\n")
 
-
+# %% ../nbs/23_bench_runs.ipynb #60dc613b
 def memory_comparison(model_dir: str | Path,   # the sentence-transformers folder both sides start from
                       rows_file: str | Path,   # canonical rows (the first `batch` are used)
                       batch: int,              # contrastive batch (pairs)

@@ -18,7 +18,8 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig
 
 from .base_model import BASE_MODELS, fetch_base_model
 from .bidirectional import KaLMLoadError, check_family, model_family
-from .core import hub_reachable, replace_dir, write_errors, write_json
+from .core import replace_dir, write_errors, write_json
+from .hub import hub_reachable
 from .embedder import KaLMConfig, KaLMEmbedder, resolve_device
 from .instructions import sentence_transformers_prompts
 from .model_presets import MODEL_PRESET_INIT, MODEL_PRESETS, load_tiny_tokenizer, preset_config, zero_residual_init

@@ -95,6 +95,7 @@ def _convert_sts(card, rows, rng, rep):
     for a, b, s in pairs:
         if s >= pos_t: yield _row(card, a, b, negs[a][:card.num_negatives])
 
+# %% ../nbs/01b_conversions.ipynb #37dde131
 def _convert_pairs(card, rows, rng, rep):
     f, groups, order = card.fields, defaultdict(lambda: ([], [])), []
     for at, r in rows:
@@ -114,6 +115,7 @@ def _convert_pairs(card, rows, rng, rep):
         if not ps: rep.skip('anchor without a positive', at); continue
         for p in ps: yield _row(card, a, p, ns[:card.num_negatives])
 
+# %% ../nbs/01b_conversions.ipynb #8dc30513
 def prepared_rows(card, rows, rep):
     "Source rows `(where, row)` through the card's `source.filter` and `source.converter` (kalm.source_layouts)."
     flt, name = card.source.get('filter'), card.source.get('converter')
@@ -124,5 +126,6 @@ def prepared_rows(card, rows, rep):
             if r is None: rep.skip(f'nothing to train on (converter {name})', at); continue
         yield at, r
 
+# %% ../nbs/01b_conversions.ipynb #21376e11
 TASK_CONVERTERS = dict(retrieval=_convert_retrieval, reranking=_convert_retrieval, bitext=_convert_retrieval,
                    classification=_convert_labeled, clustering=_convert_labeled, sts=_convert_sts, pair_classification=_convert_pairs)

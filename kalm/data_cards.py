@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 import yaml
-from .core import HubUnavailableError, KalmError, TASK_TYPES, hub_reachable, read_jsonl, repo_root, set_hf_offline, yaml_lines
+from .core import KalmError, TASK_TYPES, read_jsonl, repo_root, yaml_lines
+from .hub import hub_reachable, HubUnavailableError, set_hf_offline
 from .rows import CANONICAL_COLUMNS, CANONICAL_FEATURES, canonical_dataset  # the schema and its files (kalm.rows)
 from .batching import mix_categories  # mixture and batching (kalm.batching)
 from .source_layouts import CONVERTERS, is_plain_retrieval, join_beir, path_columns, retrieval_arrow
@@ -313,7 +314,7 @@ def _json_rows(card: DataCard, rep: LoadReport, max_rows: int | None = None) -> 
     if not rows: raise CardError(card.path, 'source.path', f"no readable JSON rows in {card.local_path} ({rep})")
     return rows
 
-
+# %% ../nbs/01_data_cards.ipynb #6188bd42
 def _read_hub(card: DataCard, config: str | None, split: str, mirror, data_dir: str | None = None, data_files=None) -> 'datasets.Dataset':
     "One config and split of a card's hub dataset: from the mirror, the hub, or (offline) the local datasets cache."
     from datasets import load_dataset

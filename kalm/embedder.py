@@ -372,7 +372,7 @@ def _collate_packed(self: KaLMEmbedder, feats: list[tuple[list[int], list[bool]]
     return dict(input_ids=input_ids.to(dev), attention_mask=same[:, None].to(dev), position_ids=position_ids.to(dev),
                 segment_ids=segment_ids.to(dev), instruction_mask=instruction_mask.to(dev))
 
-
+# %% ../nbs/09_embedder.ipynb #aa5353c1
 @patch
 def _embed_packed(self: KaLMEmbedder, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     dev = self.device

@@ -26,7 +26,8 @@ from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 from mteb.types import PromptType
 
-from .core import settle_hub_mode, weights_hash
+from .core import weights_hash
+from .hub import settle_hub_mode
 from .instructions import format_query, task_instruction
 from .mteb_tasks import check_hub, hub_errors, resolve_tasks
 from .pooling import matryoshka
@@ -363,7 +364,7 @@ def minilm(device: str | None = None):
     st.model_card_data.model_name = MINILM_NAME
     return st
 
-
+# %% ../nbs/19_eval.ipynb #757988ca
 def random_twin(
     model,  # a KaLMEmbedder
     seed: int = 0,  # init seed
@@ -382,7 +383,7 @@ def random_twin(
     return KaLMEmbedder(base, model.tokenizer, copy.deepcopy(model.config), device=model.device,
                         dtype=next(model.parameters()).dtype)
 
-
+# %% ../nbs/19_eval.ipynb #a9bf56d8
 def mini_baselines(
     model,  # the model under test (a KaLMEmbedder gets its random-init twin)
     seed: int = 0,
@@ -397,7 +398,7 @@ def mini_baselines(
                                           name=MINILM_NAME, label="all-MiniLM-L6-v2 (teacher)")
     return out
 
-
+# %% ../nbs/19_eval.ipynb #f7d6df09
 def matryoshka_curve(
     model,  # KaLMEmbedder, SentenceTransformer or function
     tasks,  # as for `evaluate`

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from fastcore.script import call_parse
 
-from .core import ConfigError, KalmError, cli_errors, settle_hub_mode
+from .core import ConfigError, KalmError, cli_errors
+from .hub import settle_hub_mode
 from .eval import EvalResult, evaluate, load_model, matryoshka_curve, mini_baselines
 from .mteb_tasks import LocalTask, check_hub, local_task, resolve_tasks, subsample_task
 from .reports import write_report

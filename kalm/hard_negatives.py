@@ -115,6 +115,7 @@ def exact_topk(query_emb: np.ndarray,    # [Nq, d] unit-norm queries
         if bs is not None: S[s:s + chunk_size], I[s:s + chunk_size] = bs.cpu().numpy(), bi.cpu().numpy()
     return S, I
 
+# %% ../nbs/12_hard_negatives.ipynb #eb392b29
 def faiss_topk(query_emb: np.ndarray, corpus_emb: np.ndarray, k: int, chunk_size: int = 1024, progress: bool = False
               ) -> tuple[np.ndarray, np.ndarray]:
     "The same search with faiss `IndexFlatIP` (exact), if faiss is installed."

@@ -118,7 +118,7 @@ def register_task_prompt(
     if instruction:
         _LOCAL_PROMPTS[(name, revision)] = instruction
 
-
+# %% ../nbs/08_instructions.ipynb #4cd74e37
 @functools.cache
 def kalm_v2_task_prompts() -> dict[str, str]:
     "mteb's per-task instructions for KaLM-V2/V2.5 (`Task` or `Task-query`/`Task-document` keys); empty for an mteb without them."
@@ -134,7 +134,7 @@ def __getattr__(name: str):  # PEP 562: `KALM_V2_TASK_PROMPTS` imports mteb on f
         return kalm_v2_task_prompts()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
+# %% ../nbs/08_instructions.ipynb #bfaedd1e
 def _metadata_prompt(meta: TaskMetadata, side: str) -> str | None:
     p = meta.prompt
     if isinstance(p, dict):

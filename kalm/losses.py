@@ -231,6 +231,7 @@ def sample_mix_draws(B: int,                  # queries
     out['beta'] = torch.rand(B, kq, generator=generator, device=gdev, dtype=torch.float64).cpu() * cfg.mix_query_max
     return out
 
+# %% ../nbs/11_losses.ipynb #074727cc
 def mix_negatives(q: Tensor,                # [B, d] unit-norm queries
                   n: Tensor,                # [B, M, d] unit-norm hard negatives
                   draws: dict[str, Tensor], # from `sample_mix_draws(B, M, cfg)`
@@ -271,6 +272,7 @@ def world_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
+# %% ../nbs/11_losses.ipynb #7f404028
 class _GatherWithGrad(torch.autograd.Function):
     "All-gather along dim 0; the gradient of each process's rows is the sum of every process's gradient of them."
     @staticmethod
@@ -291,6 +293,7 @@ def all_gather_with_grad(x: Tensor) -> Tensor:
     "Concatenate `x` from every process along dim 0, keeping autograd (identity on one process)."
     return _GatherWithGrad.apply(x.contiguous()) if world_info()[1] > 1 else x
 
+# %% ../nbs/11_losses.ipynb #1679177f
 def all_gather_ids(x: Tensor) -> Tensor:
     "Concatenate an integer tensor from every process along dim 0 (no autograd; identity on one process)."
     if world_info()[1] > 1:
@@ -299,6 +302,7 @@ def all_gather_ids(x: Tensor) -> Tensor:
         return torch.cat(out, 0)
     return x
 
+# %% ../nbs/11_losses.ipynb #e5384853
 def pack_candidates(p: Tensor,               # [B, d] positives
                     n: Tensor | None,        # [B, M, d] hard negatives or None
                     q: Tensor | None = None, # [B, d] queries, when they are candidates (expand_qq)

@@ -34,6 +34,7 @@ def _pairs_unique(rows, keys=('query', 'pos')):
         seen.add(k); out.append(r)
     return out
 
+# %% ../nbs/04_mini_corpus.ipynb #c3b37407
 def cat_wn_term_gloss(src: MiniSources, rng: random.Random) -> list[dict]:
     "Pre-training: each lemma of a training synset -> the synset's definition."
     wn = src.wn

@@ -25,12 +25,14 @@ __all__ = ['TINY_VOCAB', 'SPECIAL_TOKEN', 'MODEL_PRESETS', 'MODEL_PRESET_INIT', 
 # %% ../nbs/06_model_presets.ipynb #e02b665f
 TINY_VOCAB = 16384  # tiny tokenizer / model vocabulary size
 SPECIAL_TOKEN = "<|endoftext|>"  # pad = eos token of the tiny tokenizer (as Qwen2)
-_CORPUS_FIELDS = ("query", "pos", "neg", "text", "sentence1", "sentence2")
 
 
 def tiny_tokenizer_dir() -> Path:
     "Where the shipped tiny tokenizer lives: `data_cards/mini/tokenizer/`."
     return repo_root() / "data_cards" / "mini" / "tokenizer"
+
+# %% ../nbs/06_model_presets.ipynb #d850dd0a
+_CORPUS_FIELDS = ("query", "pos", "neg", "text", "sentence1", "sentence2")
 
 
 def corpus_texts(
@@ -49,7 +51,7 @@ def corpus_texts(
                     if isinstance(s, str) and s:
                         yield s
 
-
+# %% ../nbs/06_model_presets.ipynb #c761e641
 def instruction_texts(
     cards_dir: str | Path | None = None,  # folder of data-card YAML files (default data_cards/mini)
 ) -> list[str]:
@@ -63,7 +65,7 @@ def instruction_texts(
             ins.add(card["instruction"])
     return [instruction_prefix(i) for i in sorted(ins)]
 
-
+# %% ../nbs/06_model_presets.ipynb #2e81ce58
 def tokenizer_training_texts(
     corpus_dir: str | Path | None = None,  # mini corpus folder (default data_cards/mini/corpus)
     template_weight: int = 1000,  # repeat each instruction prefix this often (every training query carries one)

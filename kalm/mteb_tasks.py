@@ -25,7 +25,7 @@ from mteb.abstasks.sts import AbsTaskSTS
 from mteb.abstasks.task_metadata import TaskMetadata
 from mteb.abstasks.text.bitext_mining import AbsTaskBitextMining
 
-from .core import HubUnavailableError, hf_offline, settle_hub_mode
+from .hub import hf_offline, HubUnavailableError, settle_hub_mode
 from .instructions import register_task_prompt
 from .core import task_type_key
 from .task_format import TaskFormatError, TaskSpec, load_task, validate_suite, validate_task, write_task
@@ -107,7 +107,7 @@ class LocalTask:
                                   f"{self.spec.type} evaluator; choose one of {have}", field="main_score")
         super()._add_main_score(scores)
 
-
+# %% ../nbs/18_mteb_tasks.ipynb #5f5d3de0
 _LOCAL_BASES = {"Retrieval": AbsTaskRetrieval, "Reranking": AbsTaskRetrieval, "STS": AbsTaskSTS,
                 "Classification": AbsTaskClassification, "Clustering": AbsTaskClustering,
                 "PairClassification": AbsTaskPairClassification, "BitextMining": AbsTaskBitextMining}

@@ -106,11 +106,11 @@ _PAIR_SIMS = {'cosine_scores': 1, 'similarity_scores': 1, 'dot_scores': 1, 'eucl
 ITEM_METRICS = {'Retrieval': set(_PYTREC), 'Reranking': set(_PYTREC), 'Classification': {'accuracy'}, 'STS': {'cosine_spearman'},
                 'PairClassification': {'max_ap'}, 'BitextMining': {'f1'}, 'Clustering': {'v_measure'}}  # main scores `TaskItems` recomputes
 
-
+# %% ../nbs/19c_paired_ci.ipynb #dfca266c
 class ItemScoreError(KalmError, ValueError):
     "Item-level scores cannot be made for a task, or do not reproduce mteb's score."
 
-
+# %% ../nbs/19c_paired_ci.ipynb #401c89b5
 def task_items(task,                  # a local mteb task (`kalm.mteb_tasks.local_task`)
                predictions: Mapping,  # what mteb saved in `<prediction_folder>/<task>_predictions.json`
               ) -> TaskItems:
@@ -142,7 +142,7 @@ def task_items(task,                  # a local mteb task (`kalm.mteb_tasks.loca
         return TaskItems(name, t, ms, assign.shape[1], gold=labels[draws], pred={'clusters': assign})
     raise ItemScoreError(f"{name}: no item-level scores for the task type {t!r}")
 
-
+# %% ../nbs/19c_paired_ci.ipynb #fc781f97
 def check_items(items: Mapping[str, TaskItems],   # task -> items
                 scores: Mapping[str, float],      # task -> mteb's main score
                 tol: float = 1e-5,                # mteb stores scores to 6 decimals; rankings' scores are float32

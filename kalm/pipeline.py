@@ -10,7 +10,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .core import Config, ConfigError, HubUnavailableError, hub_reachable, repo_root, set_hf_offline
+from .core import Config, ConfigError, repo_root
+from .hub import hub_reachable, HubUnavailableError, set_hf_offline
 from .data_cards import cards_dir, load_cards
 from .checkpoint import minilm_path, model_ref
 from .recipe import RecipeConfig
@@ -80,7 +81,7 @@ def presets_dir() -> Path:
     "`nbs/presets/`: the shipped preset files."
     return repo_root()/'nbs'/'presets'
 
-
+# %% ../nbs/21_pipeline.ipynb #0a9c9779
 @dataclass
 class Preset(Config):
     "A whole-pipeline preset (one YAML file in `nbs/presets/`)."
@@ -126,14 +127,14 @@ class Preset(Config):
         ts = self.eval.tasks if isinstance(self.eval.tasks, list) else [self.eval.tasks]
         return [str({'mini': cards_dir('mini')/'eval', 'transfer': cards_dir('transfer')}.get(x, x)) for x in ts]
 
-
+# %% ../nbs/21_pipeline.ipynb #89b644e4
 def load_preset(preset: str | Path,              # a name in PIPELINE_PRESETS or a YAML file
                 overrides: dict | list | None = None,  # {'recipe.pretrain.steps': 2} or ['recipe.pretrain.steps=2']
                ) -> Preset:
     "Read a preset, apply dotted overrides, validate everything; one `ConfigError` naming file, line and field."
     return Preset.from_yaml(preset_file(preset), overrides)
 
-
+# %% ../nbs/21_pipeline.ipynb #3b0af379
 def preset_file(preset: str | Path) -> Path:
     "The YAML file of a preset: a shipped name (`PIPELINE_PRESETS`) or a file; one `ConfigError` for a name that is neither."
     p = Path(preset)
@@ -177,12 +178,12 @@ def preset_cards(p: 'Preset') -> list:
     "The data cards of a preset (shipped sets by name, or card files / folders)."
     return load_cards(*[cards_dir(c) if c in SHIPPED_CARD_SETS and not Path(c).exists() else c for c in p.cards])
 
-
+# %% ../nbs/21_pipeline.ipynb #3e0262ab
 def _card_source(c) -> str:
     sub = c.source.get('data_dir') or c.source.get('config')
     return c.source['hub'] + (f" ({sub})" if sub else '')
 
-
+# %% ../nbs/21_pipeline.ipynb #ca0ac45d
 def hub_needs(preset: Preset | str) -> dict[str, list[str]]:
     "What a real run of the preset would fetch from the hub: model, datasets (per card), teacher, eval tasks."
     p = load_preset(preset) if not isinstance(preset, Preset) else preset
@@ -194,13 +195,13 @@ def hub_needs(preset: Preset | str) -> dict[str, list[str]]:
                eval=[t for t in p.eval_tasks() if not Path(t).exists()])
     return out
 
-
+# %% ../nbs/21_pipeline.ipynb #d47677e4
 def model_cached(repo_id: str) -> bool:
     "Whether a hub model is in the local HF cache (what `from_pretrained` / `SentenceTransformer` read offline)."
     from huggingface_hub import try_to_load_from_cache
     return isinstance(try_to_load_from_cache(repo_id, 'config.json'), str)
 
-
+# %% ../nbs/21_pipeline.ipynb #ae439017
 def dataset_cached(card) -> bool:
     "Whether `load_dataset` can read a hub card's source offline from the local datasets cache (asked the way the loader asks)."
     import datasets
@@ -211,7 +212,7 @@ def dataset_cached(card) -> bool:
         return True
     except Exception: return False
 
-
+# %% ../nbs/21_pipeline.ipynb #34b7a545
 def check_hub_ready(preset: Preset | str, reachable: bool | None = None,
                     folders: dict[str, list[str]] | None = None,  # repo -> its top-level folders (None: listed on the hub when reachable)
                    ) -> dict[str, list[str]]:
@@ -259,14 +260,14 @@ SMOKE_OVERRIDES = {
 }
 RUN_PARTS = ('data', 'train', 'eval', 'report')  # what run_pipeline.ipynb can do, in this order
 
-
+# %% ../nbs/21_pipeline.ipynb #c1b33b67
 def task_batch_overrides(p: Preset, batch_size: int) -> dict:
     "The override that keeps each fine-tuning `task_batch_sizes` value's share of a new fine-tuning batch size (half stays half)."
     ft = p.recipe.finetune
     tbs = {t: max(1, v * batch_size // ft.batch_size) for t, v in ft.task_batch_sizes.items()}
     return {'recipe.finetune.task_batch_sizes': tbs} if tbs else {}
 
-
+# %% ../nbs/21_pipeline.ipynb #2daede20
 def smoke_overrides(preset: str | Path) -> dict:
     "`SMOKE_OVERRIDES`, a 2-step distillation when the preset distils, and settings any CPU runs (sdpa attention, automatic precision)."
     p = load_preset(preset)
@@ -275,7 +276,7 @@ def smoke_overrides(preset: str | Path) -> dict:
     return {**SMOKE_OVERRIDES, **cpu, **({'recipe.distill.steps': 2} if p.recipe.distill is not None else {}),
             **task_batch_overrides(p, SMOKE_OVERRIDES['recipe.finetune.batch_size'])}
 
-
+# %% ../nbs/21_pipeline.ipynb #b6bb46ad
 def parameter_overrides(preset: str | Path,  # the preset the run starts from (a name or a YAML file)
                         seed: int = 0, smoke: bool = False, pretrain_steps: int = 0, finetune_steps: int = 0, batch_size: int = 0,
                         max_length: int = 0, eval_limit: int = -1, overrides: dict | str | None = None,
@@ -303,7 +304,7 @@ def parameter_overrides(preset: str | Path,  # the preset the run starts from (a
     if eval_limit >= 0: ov['eval.limit'] = eval_limit or None
     return {**ov, **(overrides or {})}
 
-
+# %% ../nbs/21_pipeline.ipynb #5fbb143b
 def parse_parts(parts: str | list) -> list[str]:
     "The parts to run, from a list or a comma-separated string (`-p parts eval,report`), checked."
     ps = [s.strip() for s in parts.split(',') if s.strip()] if isinstance(parts, str) else parts

@@ -18,7 +18,7 @@ from .stage import stage_cards
 # %% auto #0
 __all__ = ['card_available', 'stage_mixture', 'plan_mixture', 'eval_task_names', 'plan', 'format_mixture', 'format_plan']
 
-# %% ../nbs/21b_plan.ipynb #0ef78c3f
+# %% ../nbs/21b_plan.ipynb #c5bf0cb1
 def card_available(card) -> tuple[int | None, str]:
     "Rows a card has and where that figure comes from: its `size` (evidence grade; a lower bound where its note says so), counted (a shipped file), or unknown."
     sz = card.size or {}
@@ -30,7 +30,7 @@ def card_available(card) -> tuple[int | None, str]:
         with op(card.local_path, 'rt', encoding='utf-8') as fh: return sum(1 for l in fh if l.strip()), 'counted'
     return None, 'unknown'
 
-
+# %% ../nbs/21b_plan.ipynb #bb3bbd0a
 def stage_mixture(cards: list,                    # the stage's cards
                   n: int | None,                  # rows drawn (None: every row of every card once)
                   proportions: str = 'weights',   # weights | natural (`kalm.data_cards.mixture_terms`)
@@ -69,7 +69,7 @@ def stage_mixture(cards: list,                    # the stage's cards
     return dict(cards=rows, rows=srows, rows_from=sfrom, n=n, proportions=proportions if n is not None else 'natural (every row once)',
                 repeat_cap=repeat_cap, warnings=warn)
 
-
+# %% ../nbs/21b_plan.ipynb #17ab5a1a
 def plan_mixture(p: 'Preset') -> dict[str, dict]:
     "The pre-training and fine-tuning mixtures of a preset (`stage_mixture`), from the cards each stage reads."
     rc = p.recipe
@@ -78,8 +78,15 @@ def plan_mixture(p: 'Preset') -> dict[str, dict]:
     return dict(pretrain=stage_mixture(pre, rc.pretrain.rows, total=p.totals.pretrain_rows),
                 finetune=stage_mixture(ft, rc.finetune_rows, rc.proportions, rc.repeat_cap, total=p.totals.finetune_rows))
 
+# %% ../nbs/21b_plan.ipynb #fc4d4dcf
+def eval_task_names(p: 'Preset') -> dict[str, list[str]]:
+    "The exact mteb task names of each benchmark a preset evaluates on (metadata only, nothing downloaded)."
+    bench = [t for t in p.eval_tasks() if not Path(t).exists()]
+    if not bench: return {}
+    from kalm.mteb_tasks import benchmark_tasks
+    return {b: [t.metadata.name for t in benchmark_tasks(b, as_in_paper=p.eval.as_in_paper)] for b in bench}
 
-# %% ../nbs/21b_plan.ipynb #387f4e1f
+# %% ../nbs/21b_plan.ipynb #44738a41
 def _stage_tokens(steps: int, batch: int, qlen: int, dlen: int, negatives: int) -> int:
     return int(steps*batch*(qlen + (1 + negatives)*dlen))
 
@@ -95,14 +102,6 @@ def _stage_plan(name: str, sc, avail: float | None, rate: float | None) -> dict:
 def _encode_plan(name: str, rows: float | None, tokens: int | None, rate: float | None, **kw) -> dict:
     return dict(stage=name, kind='encode', rows=rows, steps=None, batch=None, lengths=None, negatives=None, lr=None, tokens=tokens,
                 gpu_hours=round(tokens/rate/3600, 2) if tokens and rate else None, **kw)
-
-
-def eval_task_names(p: 'Preset') -> dict[str, list[str]]:
-    "The exact mteb task names of each benchmark a preset evaluates on (metadata only, nothing downloaded)."
-    bench = [t for t in p.eval_tasks() if not Path(t).exists()]
-    if not bench: return {}
-    from kalm.mteb_tasks import benchmark_tasks
-    return {b: [t.metadata.name for t in benchmark_tasks(b, as_in_paper=p.eval.as_in_paper)] for b in bench}
 
 
 def plan(preset: 'Preset | str') -> dict:
@@ -131,8 +130,7 @@ def plan(preset: 'Preset | str') -> dict:
                 gpu_hours=None if total_gh is None else round(total_gh, 1),
                 wall_hours=None if total_gh is None else round(total_gh/max(1, hw.gpus), 1), choices=p.choices)
 
-
-# %% ../nbs/21b_plan.ipynb #a1269c6d
+# %% ../nbs/21b_plan.ipynb #7fe13625
 def _n(x) -> str:
     if x is None: return '?'
     x = float(x)
@@ -140,7 +138,7 @@ def _n(x) -> str:
         if abs(x) >= u: return f"{x/u:.3g}{s}"
     return f"{x:.3g}"
 
-
+# %% ../nbs/21b_plan.ipynb #96f13525
 def format_mixture(st: str, m: dict) -> list[str]:
     "One stage's mixture as lines: every source with its rows available (and where from), drawn, repeat factor and share; then the warnings."
     head = (f"{st} mixture: {len(m['cards'])} cards, {_n(m['rows'])} rows ({m['rows_from']}); "
@@ -155,7 +153,7 @@ def format_mixture(st: str, m: dict) -> list[str]:
                    f"{'?' if r['share'] is None else format(r['share'], '.4f'):>8}")
     return out + [f"  warning: {w}" for w in m['warnings']]
 
-
+# %% ../nbs/21b_plan.ipynb #8baeb5d3
 def format_plan(pl: dict) -> str:
     "The plan as text (what `run_pipeline.ipynb -p dry_run True` prints)."
     hw = pl['hardware']
@@ -190,4 +188,3 @@ def format_plan(pl: dict) -> str:
     if pl['choices']:
         out += ['', 'values chosen where the paper gives none:'] + [f"  {k}: {v}" for k, v in pl['choices'].items()]
     return '\n'.join(out)
-

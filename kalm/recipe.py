@@ -269,11 +269,11 @@ def recipe_negatives(cfg: RecipeConfig, run: Path, pre_model: Path, progress: bo
 
 # %% ../nbs/17_recipe.ipynb #bf6d3445
 def score_settings(cfg: RecipeConfig) -> dict:
-    "The `heldout_recall` options of a recipe: every held-out score of a run (soups, distillation) is made alike."
+    "The `heldout_recall` options of a recipe: every held-out score of a run (soups, distillation) is made alike, its loss at fine-tuning's τ."
     return dict(batch_size=cfg.score_batch_size, max_length=cfg.score_max_length, negatives=cfg.score_negatives,
-                batch_tokens=cfg.score_batch_tokens, precision=cfg.score_precision)
+                batch_tokens=cfg.score_batch_tokens, precision=cfg.score_precision, temperature=cfg.finetune.loss_config().temperature)
 
-
+# %% ../nbs/17_recipe.ipynb #41a4edcd
 def recipe_soups(cfg: RecipeConfig, run: Path, held, ings: list[str], pre_model: Path, overlap: int | None,
                  progress: bool = True) -> dict:
     "Step 5: the soups of the fine-tuned runs, every model scored on the held-out rows; `soup_scores.json` (reused when complete)."
@@ -283,7 +283,8 @@ def recipe_soups(cfg: RecipeConfig, run: Path, held, ings: list[str], pre_model:
     rel = lambda p: os.path.relpath(p, run)  # run files name paths relative to the run folder
     if report.get('ingredients_paths') == [rel(p) for p in ings] and set(report.get('soups', {})) == {f'soup-{m}' for m in cfg.soups} \
        and report.get('soup_pretrained', False) == cfg.soup_pretrained \
-       and report.get('score_settings', dict(ekw, batch_tokens=None, precision='fp32')) == ekw: return report  # (before the setting was recorded: fp32, 64 texts)
+       and {'temperature': 0.05, **report.get('score_settings', dict(ekw, batch_tokens=None, precision='fp32'))} == ekw:
+        return report  # (written before the settings were recorded: fp32, 64 texts, τ 0.05)
     cands = ings + ([str(pre_model)] if cfg.soup_pretrained else [])  # the soups' candidates: the fine-tuned runs (and the base)
     scores = {p: heldout_recall(KaLMEmbedder.load(p, device='cpu'), held, **ekw) for p in [*ings, str(pre_model)]}
     names = {p: Path(p).parent.name for p in cands}
@@ -324,7 +325,7 @@ def recipe_distill(cfg: RecipeConfig, run: Path, mined: Path, start: str, held, 
     dm = launch_stage(sc, R.stage('distill'), cfg.launcher, progress)
     return heldout_recall(KaLMEmbedder.load(dm, device='cpu'), held, **score_settings(cfg))
 
-
+# %% ../nbs/17_recipe.ipynb #0689cc11
 def run_recipe(cfg: RecipeConfig | str | Path,  # recipe config or its YAML
                run_dir: str | Path,             # one folder for everything
                progress: bool = True,

@@ -19,6 +19,7 @@ from .core import atomic_write, repo_root, task_type_key, write_json
 from .provenance import describe_environment
 from .paired_ci import save_items
 from .run_folders import SUMMARY
+from .tracking import read_metrics
 
 if typing.TYPE_CHECKING:
     from kalm.eval import EvalResult
@@ -121,7 +122,7 @@ def paper_rows() -> list[dict]:
             add(_T25, key, model, size, None, bench, mtk, mty, {}, "S2", _S25)
     return rows
 
-
+# %% ../nbs/20_reports.ipynb #8792379f
 def paper_tables_csv() -> str:
     "The paper's rows as CSV text (the content of reports/paper_tables.csv)."
     import csv, io
@@ -132,7 +133,7 @@ def paper_tables_csv() -> str:
         w.writerow({k: "" if v is None else (f"{v:.2f}" if isinstance(v, float) else v) for k, v in r.items()})
     return buf.getvalue()
 
-
+# %% ../nbs/20_reports.ipynb #d8ef34bb
 def write_paper_tables(
     path: str | os.PathLike | None = None,  # default: reports/paper_tables.csv in the checkout
 ) -> Path:
@@ -143,7 +144,7 @@ def write_paper_tables(
         atomic_write(path, text)
     return path
 
-
+# %% ../nbs/20_reports.ipynb #fcaaea89
 def paper_tables(
     benchmark: str | None = None,  # keep one benchmark ("MTEB(cmn, v1)", "MTEB(eng, v1)", "avg(cmn, eng)")
 ):
@@ -168,7 +169,7 @@ def markdown_table(df, index: bool = True) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
-
+# %% ../nbs/20_reports.ipynb #2c5a3c10
 def summary_table(
     results: Sequence[EvalResult],  # runs to compare (the model first)
     paper: str | None = None,  # a benchmark name: append the paper's rows of that benchmark
@@ -193,7 +194,7 @@ def summary_table(
     df.index.name = "model"
     return df
 
-
+# %% ../nbs/20_reports.ipynb #714e7a04
 def task_table(results: Sequence[EvalResult]):
     "Tasks x models: main scores x100, with the task type and metric."
     import pandas as pd
@@ -277,8 +278,7 @@ def comparison_table(results: Sequence[EvalResult],  # the reference (the final 
     df.attrs.update(level=level, each_level=each, margin=margin, n_boot=n_boot, reference=ref.label or ref.model)
     return df
 
-
-
+# %% ../nbs/20_reports.ipynb #a3f4979d
 def precision_note(cmp,                      # a `comparison_table`
                    target: float = 0.3,      # the paired standard error the evaluation aims for, MTK points
                   ) -> str:
@@ -291,14 +291,15 @@ def precision_note(cmp,                      # a `comparison_table`
     return (line + "; above it: " + ", ".join(f"{k} {v:.2f}" for k, v in over.items()) + f". The standard error falls about as "
             f"1/√items: these would need about {(over.iloc[0] / target) ** 2:.0f}× the items per task.")
 
+# %% ../nbs/20_reports.ipynb #e5576136
 def _slug(s: str) -> str: return re.sub(r"[^A-Za-z0-9.]+", "-", s).strip("-")[:80] or "model"
 
-
+# %% ../nbs/20_reports.ipynb #85a9ad29
 def items_file(report: str | Path, name: str) -> Path:
     "Where a report folder keeps the item records of the result labelled `name` (`kalm.paired_ci.load_items` reads them)."
     return Path(report) / "items" / f"{_slug(name)}.jsonl.gz"
 
-
+# %% ../nbs/20_reports.ipynb #b98745df
 def suite_groups(results: Sequence[EvalResult],  # a run's results, suite after suite
                  names: Sequence[str],            # the suites' names (a preset's eval.tasks), in the same order
                 ) -> list[tuple[str, list]]:
@@ -367,7 +368,6 @@ def write_report(
 # %% ../nbs/20_reports.ipynb #3748a843
 def stage_summaries(work: str | Path) -> dict[str, dict]:
     "Per training stage of a recipe run folder: steps, seconds, last loss/accuracy (from summary.json / metrics.jsonl)."
-    from kalm.trainer import read_metrics
     out = {}
     for d in sorted(Path(work).iterdir()) if Path(work).is_dir() else []:
         s = d/SUMMARY
@@ -384,7 +384,6 @@ def stage_summaries(work: str | Path) -> dict[str, dict]:
 def plot_training(work: str | Path, stages: list[str] | None = None):
     "Loss of every training stage of a recipe run against its step (running mean over 10 steps)."
     from matplotlib.figure import Figure
-    from kalm.trainer import read_metrics
     names = stages or [d.name for d in sorted(Path(work).iterdir()) if (d/'metrics.jsonl').is_file()]
     fig = Figure(figsize=(4*len(names), 3)); axs = fig.subplots(1, len(names), squeeze=False)[0]
     for ax, n in zip(axs, names):

@@ -57,25 +57,25 @@ def plot_mixtures(mixtures: dict):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/21d_run_steps.ipynb #05061ed3
+# %% ../nbs/21d_run_steps.ipynb #4f3f48c9
 def best_ingredient(soup_report: dict) -> str:
     "The best single fine-tuning run on the held-out rows: recall@1, ties broken by the lower held-out loss."
     ings = soup_report['ingredients']
     return max(ings, key=lambda k: (ings[k]['recall@1'], -ings[k]['loss']))
 
-
+# %% ../nbs/21d_run_steps.ipynb #d46359a9
 def model_dir(work: str | Path, name: str) -> Path:
     "The model folder of a run's model `name` (`pretrain`, `finetune-N`, `distill`: a stage's `model/`; soups: their folder)."
     return PipelineRun(work).recipe.model(name)
 
-
+# %% ../nbs/21d_run_steps.ipynb #c714b989
 def models_of_run(p: Preset, soup_report: dict, work: str | Path) -> dict[str, Path]:
     "name -> folder of every model a run evaluates, the final one first, in the same order whether the run was made or resumed."
     soups = [f'soup-{m}' for m in p.recipe.soups if f'soup-{m}' in soup_report['soups']]  # the preset's order, made or resumed
     names = [p.final, 'pretrain', best_ingredient(soup_report), *soups, *(['distill'] if 'distill' in soup_report else [])]
     return {n: model_dir(work, n) for n in dict.fromkeys(names)}
 
-
+# %% ../nbs/21d_run_steps.ipynb #15f65031
 def evaluate_run(p: Preset, soup_report: dict, work: str | Path, say=print) -> list:
     "mteb scores (`EvalResult`) of every model of the run, of the baselines, and (if asked) of the start model untrained and fine-tuned plainly."
     from kalm.base_rows import baseline_rows, recipe_pairs, st_baseline, st_budget, zero_shot_rows

@@ -193,7 +193,7 @@ class SoupResult:
     soup_score: dict | None = None              # held-out metrics of the soup (if scored)
     log: list = field(default_factory=list)     # greedy: one entry per candidate (accepted or not)
 
-
+# %% ../nbs/16_soup.ipynb #7bfccc57
 def _save_soup(state, paths, weights, method, out, check, extra) -> Path:
     emb = soup_model(state, paths[0])
     del state  # the model holds the weights now (callers pass the average without keeping it)
@@ -202,7 +202,7 @@ def _save_soup(state, paths, weights, method, out, check, extra) -> Path:
                 weights=[float(w) for w in weights], **extra), code=code_version())
     return save_model(emb, out, info)
 
-
+# %% ../nbs/16_soup.ipynb #6473444d
 def uniform_soup(paths: Sequence[str | Path],  # ingredient model folders
                  out: str | Path,              # the soup's folder
                  base: str = 'parent',         # lineage check (see `check_ingredients`)
@@ -213,7 +213,7 @@ def uniform_soup(paths: Sequence[str | Path],  # ingredient model folders
     _save_soup(average_weights(paths), paths, w, 'uniform', out, chk, {})
     return SoupResult('uniform', str(out), [str(p) for p in paths], w)
 
-
+# %% ../nbs/16_soup.ipynb #51bc7960
 def weighted_soup(paths: Sequence[str | Path], out: str | Path,
                   weights: Sequence[float],     # one per ingredient, >= 0 (normalised to sum 1)
                   base: str = 'parent', method: str = 'weighted', extra: dict | None = None,
@@ -226,7 +226,7 @@ def weighted_soup(paths: Sequence[str | Path], out: str | Path,
     _save_soup(state, paths, w, method, out, chk, extra or {})
     return SoupResult(method, str(out), [str(p) for p in paths], w)
 
-
+# %% ../nbs/16_soup.ipynb #20ab56b1
 def cocktail_weights(losses: Sequence[float],  # held-out loss of each ingredient
                      temperature: float = 5.0,  # T of LM-Cocktail (default 5)
                     ) -> list[float]:

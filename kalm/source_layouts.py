@@ -134,9 +134,6 @@ CONVERTERS: dict[str, tuple[Callable[[dict], dict | None], tuple[str, ...]]] = {
 }
 
 # %% ../nbs/00e_source_layouts.ipynb #d095a161
-_WS = ''.join(c for c in map(chr, range(0x3001)) if c.isspace())  # what str.strip() strips (all below U+3001)
-
-
 def is_plain_retrieval(fields: dict,  # a retrieval card's fields
                        schema,        # the source's pyarrow schema
                       ) -> bool:
@@ -147,6 +144,9 @@ def is_plain_retrieval(fields: dict,  # a retrieval card's fields
     if set(fields) - {'query', 'pos', 'neg'} or not all(isinstance(v, str) and '.' not in v and v in schema.names for v in fields.values()): return False
     return text(schema.field(fields['query']).type) and (text(schema.field(fields['pos']).type) or texts(schema.field(fields['pos']).type)) \
         and ('neg' not in fields or texts(schema.field(fields['neg']).type))
+
+# %% ../nbs/00e_source_layouts.ipynb #e6dd5523
+_WS = ''.join(c for c in map(chr, range(0x3001)) if c.isspace())  # what str.strip() strips (all below U+3001)
 
 
 def _clean_lists(a) -> tuple['pyarrow.ListArray', 'np.ndarray']:

@@ -181,6 +181,13 @@ def stage_data(cfg: StageConfig) -> 'datasets.Dataset':
     ds, _ = load_stage(stage_cards(cfg), n=cfg.rows, seed=cfg.seed, max_rows_per_card=cfg.max_rows_per_card)
     return ds
 
+# %% ../nbs/14_stage.ipynb #d326fe9f
+def _arrow_batches(ds, cols: list[str], batch_rows: int = 1 << 16):
+    "(offset, Arrow table) batches of some columns of a dataset (memory-mapped rows, indices mapping applied)."
+    off = 0
+    for t in ds.select_columns(cols).with_format('arrow').iter(batch_size=batch_rows):
+        yield off, t; off += t.num_rows
+
 # %% ../nbs/14_stage.ipynb #4d1820aa
 _FILL = dict(neg=list, instruction=str, task_type=lambda: 'retrieval', category=lambda: 'data', label=lambda: None)  # columns filled in when absent
 
@@ -246,13 +253,6 @@ def _first(mask) -> int | None:
     import pyarrow.compute as pc
     i = pc.index(mask, True).as_py()
     return None if i < 0 else i
-
-
-def _arrow_batches(ds, cols: list[str], batch_rows: int = 1 << 16):
-    "(offset, Arrow table) batches of some columns of a dataset (memory-mapped rows, indices mapping applied)."
-    off = 0
-    for t in ds.select_columns(cols).with_format('arrow').iter(batch_size=batch_rows):
-        yield off, t; off += t.num_rows
 
 
 def check_rows(ds: 'datasets.Dataset',  # the stage's rows
@@ -322,14 +322,14 @@ def batch_plan(categories: Any,            # task (category) of each row: names,
     while n < total: parts.append(epoch_plan(e)); n += len(parts[-1]); e += 1
     return np.concatenate(parts)[:total] if len(parts) > 1 else first[:total]
 
-
+# %% ../nbs/14_stage.ipynb #3957a95e
 def plan_epoch_steps(categories: Any, batch_size: int, sizes: dict[str, int] | None = None) -> int:
     "Full batches in one epoch of the plan (no draws needed: every task's full batches, then the full batches of the pooled tails, per size)."
     cats = category_codes(categories)
     c, sz = cats.counts(), category_batch_sizes(cats, batch_size, sizes)
     return int(sum((c[sz == s] // s).sum() + (c[sz == s] % s).sum() // s for s in np.unique(sz)))
 
-
+# %% ../nbs/14_stage.ipynb #0c4ddcb4
 def plan_sizes(cfg: StageConfig,                   # its `task_batch_sizes` (task type -> size)
                task_types: dict[str, list[str]],   # category -> its task types (`StageRows.task_types()`)
               ) -> dict[str, int] | None:
@@ -344,7 +344,7 @@ def plan_sizes(cfg: StageConfig,                   # its `task_batch_sizes` (tas
         if (s := got.pop()) != cfg.batch_size: out[c] = s
     return out or None
 
-
+# %% ../nbs/14_stage.ipynb #68379f9b
 def plan_hash(plan: 'np.ndarray | list[list[int]]') -> str:
     "Fingerprint of a batch plan (stored with checkpoints): sha256 of its compact JSON, streamed in blocks of batches."
     h = hashlib.sha256(b'[')
@@ -371,7 +371,7 @@ class TextBatch:
     classes: list[str | None]            # class key of each row ('category\x1flabel'; None: no class), for the false-negative mask
     neg_classes: list[list[str | None]] | None = None  # [B][M] class key of each negative (mined `neg_labels`; None: unknown)
 
-
+# %% ../nbs/14_stage.ipynb #eb446fea
 def sample_negatives(negs: Sequence[str],  # the row's negatives
                      m: int,               # how many are needed
                      rng: random.Random,
@@ -381,7 +381,7 @@ def sample_negatives(negs: Sequence[str],  # the row's negatives
     if len(negs) >= m: return rng.sample(range(len(negs)), m)
     return list(range(len(negs))) + [rng.randrange(len(negs)) for _ in range(m - len(negs))]
 
-
+# %% ../nbs/14_stage.ipynb #a47214e7
 def _take(cols, idx: list[int]) -> dict[str, list]:
     "Rows `idx` of a `StageRows` (one take) or of plain columns (a dict of lists: small examples)."
     return cols.take(idx) if hasattr(cols, 'take') else {k: [v[i] for i in idx] for k, v in cols.items()}

@@ -312,11 +312,13 @@ def _validate(path: str | os.PathLike, keep_rows: bool = False, name: str | None
                     revision=hasher.hexdigest(), extra=m['extra'])
     return spec, rows
 
+# %% ../nbs/02_task_format.ipynb #4ad899c9
 def validate_task(path: str | os.PathLike,  # the task folder `<dir>/<TaskName>`
                  ) -> TaskSpec:
     "Check a local task folder; return its `TaskSpec` or raise `TaskFormatError` at the first problem."
     return _validate(path)[0]
 
+# %% ../nbs/02_task_format.ipynb #a4cfc406
 def validate_suite(path: str | os.PathLike,  # a folder of task folders
                   ) -> list[TaskSpec]:
     "Validate every subfolder holding a task.yaml (sorted by name); an empty suite is an error."

@@ -66,7 +66,7 @@ def teacher_encoder(source: str | Path,            # a kalm folder, a sentence-t
         return lambda texts, instruction=None: emb.encode(list(texts), instruction=instruction, batch_size=batch_size,
                                                           max_length=max_length, show_progress_bar=False)
     from sentence_transformers import SentenceTransformer
-    from kalm.core import hf_offline
+    from kalm.hub import hf_offline
     st = SentenceTransformer(str(source), device=device or 'cpu', local_files_only=hf_offline() or Path(str(source)).is_dir())
     if max_length: st.max_seq_length = min(max_length, st.max_seq_length or max_length)
     def encode(texts, instruction=None):

@@ -12,11 +12,14 @@ import sys
 import time
 from pathlib import Path
 
-from .core import ConfigError, write_json
+import numpy as np
+
+from .core import ConfigError, read_jsonl, write_json
+from .run_folders import SUMMARY
 
 # %% auto #0
 __all__ = ['TRACKERS', 'check_report_to', 'resolve_trackers', 'flat_hparams', 'init_kwargs', 'step_values', 'progress_mode',
-           'ProgressLines']
+           'ProgressLines', 'read_metrics', 'plot_stage']
 
 # %% ../nbs/14b_tracking.ipynb #baab04bf
 TRACKERS = {'tensorboard': 'tensorboard', 'wandb': 'wandb', 'mlflow': 'mlflow'}  # report_to name -> the package it needs
@@ -110,3 +113,34 @@ class ProgressLines:
         self.say(f"step {s}/{self.total}  loss {rec['loss']:.4f}  {rec.get('pairs_per_s', 0):.1f} pairs/s  ETA {_duration(eta)}")
 
     def end(self, what: str = ''): self.say(f"done in {_duration(time.perf_counter() - self.t0)}" + (f" -> {what}" if what else ''))
+
+# %% ../nbs/14b_tracking.ipynb #70094c36
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    "The per-step metrics of a stage run."
+    f = Path(run_dir)/'metrics.jsonl'
+    return [r for _, r in read_jsonl(f)] if f.is_file() else []
+
+# %% ../nbs/14b_tracking.ipynb #ee732135
+def plot_stage(run_dir: str | Path,  # a stage run folder
+               save: bool = True,    # write loss_lr.png into it
+              ):
+    "Loss (and its running mean) and learning rate against the step; a matplotlib Figure."
+    from matplotlib.figure import Figure
+    m = read_metrics(run_dir)
+    fig = Figure(figsize=(7, 3.2))
+    ax = fig.add_subplot(111)
+    if m:
+        s, l = [r['step'] for r in m], [r['loss'] for r in m]
+        k = max(1, len(l) // 20)
+        run = np.convolve(l, np.ones(k) / k, mode='valid')
+        ax.plot(s, l, lw=0.8, alpha=0.5, label='loss')
+        ax.plot(s[k - 1:], run, lw=1.8, color='C0', label=f'loss (mean of {k})')
+        ax2 = ax.twinx()
+        ax2.plot(s, [r['lr'] for r in m], color='C1', lw=1.2, label='lr')
+        ax2.set_ylabel('learning rate', color='C1')
+        ax.legend(loc='upper right', fontsize=8)
+    name = json.loads((Path(run_dir)/SUMMARY).read_text())['stage'] if (Path(run_dir)/SUMMARY).is_file() else Path(run_dir).name
+    ax.set(xlabel='step', ylabel='loss', title=f"{name}: loss and learning rate")
+    fig.tight_layout()
+    if save: fig.savefig(Path(run_dir)/'loss_lr.png', dpi=100)
+    return fig

@@ -24,7 +24,7 @@ import yaml
 from fastcore.basics import patch
 from fastcore.script import Param, call_parse
 
-from .core import ConfigError, KalmError, atomic_write, cli_errors, read_jsonl, weights_hash, write_errors, write_json
+from .core import ConfigError, KalmError, atomic_write, cli_errors, weights_hash, write_errors, write_json
 from .provenance import code_version
 from .checkpoint import CausalityUnknownError, model_ref, read_lineage, save_model
 from .embedder import KaLMEmbedder
@@ -33,46 +33,14 @@ from .health import TrainingHealth, embedding_stats
 from .losses import contrastive_loss, false_negative_ids
 from .run_folders import ENV, MANIFEST, SUMMARY, RunFolderError, check_run_dir, run_lock, verify_manifest, write_manifest
 from .stage import StageConfig, TextBatch, batch_plan, check_rows, freeze_parameters, make_batch, plan_epoch_steps, plan_hash, plan_sizes, stage_data
-from .tracking import ProgressLines, flat_hparams, init_kwargs, progress_mode, resolve_trackers, step_values
+from .tracking import ProgressLines, flat_hparams, init_kwargs, plot_stage, progress_mode, read_metrics, resolve_trackers, step_values
 from .memory import peak_rss_mb, release_memory
 from .preemption import Preempted, SaveClock, StopSignals, agree
 
 if typing.TYPE_CHECKING: import datasets
 
 # %% auto #0
-__all__ = ['read_metrics', 'plot_stage', 'TrainingDiverged', 'stage_complete', 'stage_model', 'accelerator', 'Trainer',
-           'train_stage', 'train_cli']
-
-# %% ../nbs/15_trainer.ipynb #cce423c4
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    "The per-step metrics of a stage run."
-    f = Path(run_dir)/'metrics.jsonl'
-    return [r for _, r in read_jsonl(f)] if f.is_file() else []
-
-
-def plot_stage(run_dir: str | Path,  # a stage run folder
-               save: bool = True,    # write loss_lr.png into it
-              ):
-    "Loss (and its running mean) and learning rate against the step; a matplotlib Figure."
-    from matplotlib.figure import Figure
-    m = read_metrics(run_dir)
-    fig = Figure(figsize=(7, 3.2))
-    ax = fig.add_subplot(111)
-    if m:
-        s, l = [r['step'] for r in m], [r['loss'] for r in m]
-        k = max(1, len(l) // 20)
-        run = np.convolve(l, np.ones(k) / k, mode='valid')
-        ax.plot(s, l, lw=0.8, alpha=0.5, label='loss')
-        ax.plot(s[k - 1:], run, lw=1.8, color='C0', label=f'loss (mean of {k})')
-        ax2 = ax.twinx()
-        ax2.plot(s, [r['lr'] for r in m], color='C1', lw=1.2, label='lr')
-        ax2.set_ylabel('learning rate', color='C1')
-        ax.legend(loc='upper right', fontsize=8)
-    name = json.loads((Path(run_dir)/SUMMARY).read_text())['stage'] if (Path(run_dir)/SUMMARY).is_file() else Path(run_dir).name
-    ax.set(xlabel='step', ylabel='loss', title=f"{name}: loss and learning rate")
-    fig.tight_layout()
-    if save: fig.savefig(Path(run_dir)/'loss_lr.png', dpi=100)
-    return fig
+__all__ = ['TrainingDiverged', 'stage_complete', 'stage_model', 'accelerator', 'Trainer', 'train_stage', 'train_cli']
 
 # %% ../nbs/15_trainer.ipynb #2e2cd489
 class TrainingDiverged(KalmError, RuntimeError):
@@ -296,7 +264,7 @@ def save_checkpoint(self: Trainer) -> Path:
     acc.wait_for_everyone()
     return final
 
-
+# %% ../nbs/15_trainer.ipynb #2efda1b7
 @patch
 def _checkpoint_problem(self: Trainer, ck: Path) -> str | None:
     "What is wrong with checkpoint `ck` (None: intact, or written before manifests and not verifiable)."
@@ -456,7 +424,7 @@ def _probe(self: Trainer):
         for m, t in modes.items(): m.training = t
     self.health.probe(self.step, embedding_stats(v))
 
-
+# %% ../nbs/15_trainer.ipynb #13c4f833
 @patch
 def finish(self: Trainer, seconds: float) -> Path:
     "Save the final model, summary and plot (main process)."
@@ -483,7 +451,7 @@ def finish(self: Trainer, seconds: float) -> Path:
     acc.wait_for_everyone()
     return out
 
-
+# %% ../nbs/15_trainer.ipynb #40907e45
 def train_stage(cfg: StageConfig | str | Path,  # a stage config or its YAML file
                 run_dir: str | Path,            # run folder (resumed if it holds checkpoints)
                 data: 'datasets.Dataset | None' = None,  # rows (default: from the config)
