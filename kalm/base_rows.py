@@ -155,7 +155,7 @@ def st_baseline(base: str | Path,  # the untrained base (folder, base model name
         learning_rate=lr, warmup_ratio=0.1, lr_scheduler_type="linear", seed=seed, data_seed=seed, bf16=precision == "bf16",
         use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to="none", logging_steps=max(1, max_steps // 20),
         batch_sampler=BatchSamplers.NO_DUPLICATES, dataloader_drop_last=True, disable_tqdm=True,
-        gradient_checkpointing=gradient_checkpointing)
+        activation_checkpointing=gradient_checkpointing)  # transformers 5 renamed the HF Trainer's switch (the old name warns)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs, loss=losses.MultipleNegativesRankingLoss(model),
                                          callbacks=[_budget_callback(budget_s)] if budget_s is not None else [])
     t0 = time.time()
