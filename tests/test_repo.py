@@ -1,5 +1,5 @@
 """Repository-level checks: README in sync with nbs/index.ipynb, nbdev settings, one module per notebook, importable package,
-and the house rules: short exported cells, short modules, no private name imported across modules."""
+and the house rules: short exported cells, short modules, no private name imported across modules, every kalm.<module>.<name> the docs name exists."""
 import configparser, importlib, json, re, sys
 from pathlib import Path
 import pytest
@@ -190,3 +190,33 @@ def test_run_folder_file_names_are_named_in_one_place():
     bad = [f"{p.name}:{i}: {l.strip()}" for p in sorted((ROOT/'kalm').glob('*.py')) if p.name not in ('run_folders.py', '_modidx.py')
            for i, l in enumerate(p.read_text().splitlines(), 1) if pat.search(l)]
     assert not bad, "name them with kalm.run_folders instead:\n" + '\n'.join(bad)
+
+
+def _module_names(path: Path) -> set[str]:
+    "What a module defines or imports at its top level (functions, classes, assignments, imported names)."
+    import ast
+    names = set()
+    for n in ast.parse(path.read_text(encoding='utf-8')).body:
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): names.add(n.name)
+        if isinstance(n, ast.FunctionDef) and n.name == '__getattr__':  # a lazy attribute, named by the string it answers to
+            names |= {c.value for c in ast.walk(n) if isinstance(c, ast.Constant) and isinstance(c.value, str) and c.value.isidentifier()}
+        elif isinstance(n, (ast.Assign, ast.AnnAssign)):
+            for t in (n.targets if isinstance(n, ast.Assign) else [n.target]):
+                names |= {e.id for e in ast.walk(t) if isinstance(e, ast.Name)}
+        elif isinstance(n, (ast.Import, ast.ImportFrom)): names |= {(a.asname or a.name).split('.')[0] for a in n.names}
+    return names
+
+
+def test_every_kalm_address_in_the_docs_exists():
+    "`kalm.<module>.<name>` in the notebooks, modules, README, reports and card READMEs names a module and a name it has (ideas move: #30)."
+    texts = [(p, ''.join(''.join(c['source']) for c in json.loads(p.read_text(encoding='utf-8'))['cells'])) for p in sorted((ROOT/'nbs').glob('*.ipynb'))]
+    texts += [(p, p.read_text(encoding='utf-8')) for p in [ROOT/'README.md', *sorted((ROOT/'kalm').glob('[a-z]*.py')),
+                                                           *sorted((ROOT/'reports').rglob('*.md')), *sorted((ROOT/'data_cards').rglob('*.md'))]]
+    known, bad = {}, []
+    for p, t in texts:
+        for mod, name in set(re.findall(r'\bkalm\.([a-z_]+)\.([A-Za-z_]\w*)', t)):
+            f = ROOT/'kalm'/f'{mod}.py'
+            if name == 'NO_SUCH_NAME': continue  # nbs/08_instructions.ipynb tests the error of a missing attribute
+            if not f.is_file(): bad.append(f"{p.relative_to(ROOT)}: kalm.{mod} (no such module)"); continue
+            if name not in known.setdefault(mod, _module_names(f)): bad.append(f"{p.relative_to(ROOT)}: kalm.{mod}.{name}")
+    assert not bad, "addresses that do not exist (moved or renamed?):\n" + '\n'.join(sorted(set(bad)))
