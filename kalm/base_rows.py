@@ -6,17 +6,19 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
 
 import torch
+from fastcore.script import call_parse
 
-from .core import KalmError, write_json
+from .core import KalmError, cli_errors, write_json
 from .bidirectional import cpu_precision
 from .embedder import KaLMEmbedder
 from .instructions import format_query, resolve_instruction
-from .memory import release_memory
+from .memory import peak_rss_mb, release_memory
 from .run_folders import RecipeRun
 
 from typing import TYPE_CHECKING
@@ -26,7 +28,7 @@ if TYPE_CHECKING:  # only named in string annotations; imported lazily where use
 
 # %% auto #0
 __all__ = ['ZERO_SHOT_ROWS', 'STRING_RULE_NAME', 'ST_BUDGETS', 'zero_shot_rows', 'lexical_vectors', 'lexical_encoder',
-           'baseline_rows', 'recipe_pairs', 'st_baseline', 'st_budget']
+           'baseline_rows', 'recipe_pairs', 'st_baseline', 'st_baseline_cli', 'st_budget']
 
 # %% ../nbs/19b_base_rows.ipynb #6ffc0d77
 ZERO_SHOT_ROWS: dict[str, dict] = {
@@ -133,6 +135,7 @@ def st_baseline(base: str | Path,  # the untrained base (folder, base model name
                 precision: str = "fp32",  # fp32 | bf16 (CPU autocast, the HF Trainer's bf16=True)
                 freeze: list[str] | None = None,  # parameter-name regexes that do not train, as a stage's `freeze` (`kalm.stage.freeze_parameters`)
                 gradient_checkpointing: bool = False,  # recompute activations in backward (the HF Trainer's switch): less memory, the same weights
+                launcher: list[str] | None = None,  # train in a process of its own under this launcher ([python], as a recipe's `launcher`)
                ) -> dict:
     "A plain sentence-transformers fine-tune (MNRL, in-batch negatives) of the bidirectional base; its report (also `st_baseline.json`)."
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments, losses
@@ -144,6 +147,7 @@ def st_baseline(base: str | Path,  # the untrained base (folder, base model name
     if (out / "st_baseline.json").is_file() and (out / "modules.json").is_file():  # done: reused if made with these settings
         old = json.loads((out / "st_baseline.json").read_text())
         if all(old.get(k, {"freeze": [], "gradient_checkpointing": False}.get(k)) == v for k, v in want.items()): return old
+    if launcher: return _launch_st_baseline(launcher, base, pairs, out, budget_s=budget_s, **{k: v for k, v in want.items() if k != "rows"})
     cpu_precision(precision)  # validates it
     release_memory()  # what the run's previous part freed goes back to the system first (kalm.memory)
     start = KaLMEmbedder.load(base, causal=False, device="cpu").save(out.with_name(out.name + ".start"), overwrite=True)
@@ -161,15 +165,40 @@ def st_baseline(base: str | Path,  # the untrained base (folder, base model name
     t0 = time.time()
     res = trainer.train()
     seconds = time.time() - t0
+    if not trainer.is_world_process_zero(): return {}  # under a multi-process launcher the first process writes
     model.save(str(out))
     shutil.rmtree(start, ignore_errors=True); shutil.rmtree(args.output_dir, ignore_errors=True)
     report = dict(steps=int(res.global_step), seconds=round(seconds, 1), budget_s=budget_s, max_steps=max_steps,
                   train_loss=round(float(res.training_loss), 4), pairs_seen=int(res.global_step) * batch_size,
                   rows=len(pairs), batch_size=batch_size, max_length=max_length, lr=lr, seed=seed, precision=precision,
                   freeze=freeze, gradient_checkpointing=gradient_checkpointing, trainable_parameters=sum(t.numel() for t in model.parameters() if t.requires_grad),
-                  loss="MultipleNegativesRankingLoss", trainer="SentenceTransformerTrainer")
+                  loss="MultipleNegativesRankingLoss", trainer="SentenceTransformerTrainer",
+                  peak_rss_mb=peak_rss_mb())  # of the process it trained in: its own under a launcher
     write_json(out / "st_baseline.json", report)
     return report
+
+# %% ../nbs/19b_base_rows.ipynb #000c28be
+@call_parse
+def st_baseline_cli(spec: str):  # the JSON file of `st_baseline`'s arguments (base, pairs: a saved dataset folder, out, settings)
+    "Train the sentence-transformers baseline a spec file describes: `python -m kalm.base_rows F`, what `st_baseline(…, launcher=…)` runs."
+    def run():
+        import datasets
+        kw = json.loads(Path(spec).read_text())
+        return st_baseline(kw.pop("base"), datasets.load_from_disk(kw.pop("pairs")), **kw)
+    cli_errors(run)()
+
+
+def _launch_st_baseline(launcher: list[str], base, pairs: "datasets.Dataset", out: Path, **kw) -> dict:
+    from kalm.recipe import launch
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rel = lambda p: os.path.relpath(p)  # as this process names them: the child runs in the same working directory
+    spec = dict(base=str(base), pairs=rel(out.with_name(out.name + ".pairs")), out=rel(out), **kw)
+    pairs.save_to_disk(spec["pairs"])
+    write_json(f := out.with_name(out.name + ".launch.json"), spec)
+    if rc := launch(launcher, "kalm.base_rows", [rel(f)]):
+        raise KalmError(f"the sentence-transformers baseline ended with exit code {rc} under {' '.join(map(str, launcher))}", out)
+    shutil.rmtree(spec["pairs"], ignore_errors=True); f.unlink()
+    return json.loads((out / "st_baseline.json").read_text())
 
 # %% ../nbs/19b_base_rows.ipynb #142faf91
 ST_BUDGETS = ("pairs", "seconds")

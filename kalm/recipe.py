@@ -37,8 +37,9 @@ if TYPE_CHECKING:  # only named in string annotations; imported lazily where use
     import datasets
 
 # %% auto #0
-__all__ = ['SOUP_METHODS', 'DistillConfig', 'RecipeConfig', 'plot_soup_scores', 'launch_stage', 'stages_cards', 'recipe_data',
-           'recipe_negatives', 'score_settings', 'recipe_soups', 'recipe_distill', 'run_recipe', 'recipe_cli']
+__all__ = ['SOUP_METHODS', 'DistillConfig', 'RecipeConfig', 'plot_soup_scores', 'launch', 'launch_stage', 'stages_cards',
+           'recipe_data', 'recipe_negatives', 'score_settings', 'recipe_soups', 'recipe_distill', 'run_recipe',
+           'recipe_cli']
 
 # %% ../nbs/17_recipe.ipynb #ccd5a77c
 @dataclass
@@ -98,7 +99,7 @@ class RecipeConfig(Config):
     distill: DistillConfig | None = None   # optional V2.5 stage: teacher + the changes to `finetune`
     report_to: str | list[str] = 'auto'    # experiment trackers of every stage (kalm.tracking): auto | none | tensorboard | wandb | mlflow | a list
     # run each training stage as `kalm-train` under this launcher, e.g. [accelerate, launch, --multi_gpu, --num_processes, '8'],
-    # or [python]: this interpreter, one process a stage ([]: in this process)
+    # or [python]: this interpreter, one process a stage ([]: in this process); a run's sentence-transformers baseline too
     launcher: list[str] = field(default_factory=list)
 
     def __post_init__(self):
@@ -195,20 +196,31 @@ def plot_soup_scores(report: dict,          # `soup_scores.json` content
     return fig
 
 # %% ../nbs/17_recipe.ipynb #0f95b064
+def launch(launcher: list[str],  # e.g. [python] (the interpreter running kalm) or [accelerate, launch, --multi_gpu, …]
+           module: str,          # the kalm module whose `python -m` entry runs (kalm.trainer, kalm.base_rows)
+           args: list[str],      # its arguments
+          ) -> int:
+    "Run `module` as `python -m module args` under `launcher` in this working directory, its lines relayed as this process's; the exit code."
+    import subprocess
+    exe = [sys.executable if launcher[0] == 'python' else str(launcher[0]), *map(str, launcher[1:])]  # `python`: the interpreter running kalm
+    with subprocess.Popen([*exe, '-m', module, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as pr:
+        for line in pr.stdout: print(line, end='', flush=True)  # relayed: a notebook shows the child's lines as its own
+    return pr.returncode
+
+
+# %% ../nbs/17_recipe.ipynb #d549d6f3
 def launch_stage(sc: StageConfig, run_dir: Path, launcher: list[str] | None = None, progress: bool = True) -> Path:
     "Train a stage in this process, or — with a `launcher` such as `accelerate launch …` or `python` — as `kalm-train` in the processes it starts."
     if not launcher: return train_stage(sc, run_dir, progress=progress)
-    import subprocess
     if stage_complete(sc, run_dir): return Path(run_dir)/'model'
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     atomic_write(Path(run_dir)/'launch.yaml', sc.to_yaml())  # absolute paths, presets and hub ids: the same stage when read back
-    exe = [sys.executable if launcher[0] == 'python' else str(launcher[0]), *map(str, launcher[1:])]  # `python`: the interpreter running kalm
-    cmd = [*exe, '-m', 'kalm.trainer', '--config', str(Path(run_dir)/'launch.yaml'), '--run_dir', str(run_dir)] + ([] if progress else ['--quiet'])
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as pr:
-        for line in pr.stdout: print(line, end='', flush=True)  # relayed: a notebook shows the stage's lines as its own
-    if pr.returncode: raise KalmError(f"stage {sc.name} ended with exit code {pr.returncode} under {' '.join(map(str, launcher))}"
-                                      " (its run folder resumes from the last checkpoint when the recipe runs again)", run_dir)
+    rel = os.path.relpath(run_dir)  # the child prints its model folder: as this process names it, not the machine's absolute path
+    if rc := launch(launcher, 'kalm.trainer', ['--config', Path(rel)/'launch.yaml', '--run_dir', rel] + ([] if progress else ['--quiet'])):
+        raise KalmError(f"stage {sc.name} ended with exit code {rc} under {' '.join(map(str, launcher))}"
+                        " (its run folder resumes from the last checkpoint when the recipe runs again)", run_dir)
     return Path(run_dir)/'model'
+
 
 # %% ../nbs/17_recipe.ipynb #f4d80f26
 def stages_cards(cfg: RecipeConfig, stages: list[str]) -> list:

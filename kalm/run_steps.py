@@ -91,8 +91,9 @@ def evaluate_run(p: Preset, soup_report: dict, work: str | Path, say=print) -> l
         tasks = [str(subsample_suite(t, W.tasks(ev.limit)/f"suite-{i}", ev.limit)[0].path.parent) if Path(t).is_dir() else t for i, t in enumerate(tasks)]
     if ev.st_baseline is not None:  # the same rows and budget as the recipe's training stages: their pairs seen or their seconds
         stkw, note = st_budget(p.recipe_config(), ev.st_baseline, W.recipe.root)
-        rep = st_baseline(p.model, recipe_pairs(p.recipe_config(), W.recipe.root), W.st_baseline, precision=ev.precision, **stkw)
-        say(f"sentence-transformers baseline: {rep['steps']} steps in {rep['seconds']} s (budget: {note})")
+        rep = st_baseline(p.model, recipe_pairs(p.recipe_config(), W.recipe.root), W.st_baseline, precision=ev.precision,
+                          launcher=p.recipe.launcher or None, **stkw)  # under the launcher of the recipe's stages, as they train
+        say(f"sentence-transformers baseline: {rep['steps']} steps in {rep['seconds']} s (budget: {note}; peak {rep.get('peak_rss_mb')} MB)")
         models['st-baseline'] = W.st_baseline
     keys = {k: weights_key(d) for k, d in models.items()}
     for src in tasks:
