@@ -40,6 +40,9 @@ class EvalConfig(Config):
     # also a plain sentence-transformers fine-tune of the start model on the run's rows, with its budget: pairs | seconds
     # (kalm.base_rows.st_budget, st_baseline arguments)
     st_baseline: dict[str, Any] | None = None
+    # score the models no run changes (the untrained base's readings, the baselines) into kalm's cache ($KALM_CACHE or
+    # ~/.cache/kalm, eval/), where every run on this machine finds them (kalm.run_steps.evaluate_run); false: the run's eval folder
+    shared_cache: bool = False
 
     def __post_init__(self):
         self._check_types()

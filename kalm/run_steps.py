@@ -78,12 +78,14 @@ def models_of_run(p: Preset, soup_report: dict, work: str | Path) -> dict[str, P
 # %% ../nbs/21d_run_steps.ipynb #15f65031
 def evaluate_run(p: Preset, soup_report: dict, work: str | Path, say=print) -> list:
     "mteb scores (`EvalResult`) of every model of the run, of the baselines, and (if asked) of the start model untrained and fine-tuned plainly."
+    from kalm.base_model import kalm_cache_dir
     from kalm.base_rows import baseline_rows, recipe_pairs, st_baseline, st_budget, zero_shot_rows
     from kalm.bidirectional import cpu_precision
     from kalm.checkpoint import weights_key
     from kalm.eval import evaluate
     from kalm.mteb_tasks import subsample_suite
     W, ev, results = PipelineRun(work), p.eval, []
+    fixed = kalm_cache_dir()/'eval' if ev.shared_cache else W.eval  # the rows no run changes: keyed by weights, settings and data
     models, best = models_of_run(p, soup_report, W.root), best_ingredient(soup_report)
     kw = dict(ekw := dict(batch_size=ev.batch_size, max_length=ev.max_length, batch_tokens=ev.batch_tokens), as_in_paper=ev.as_in_paper)
     tasks = p.eval_tasks()
@@ -108,9 +110,9 @@ def evaluate_run(p: Preset, soup_report: dict, work: str | Path, say=print) -> l
                     results.append(evaluate(str(path), src, W.eval, label=f"{k}{tag}", name=f"kalm/{p.name}-{k}", **kw))
                 say(f"{k:<16} MTK {100*results[-1].mtk:6.2f}  MTY {100*results[-1].mty:6.2f}")
             if ev.baselines:
-                results += baseline_rows(models[p.final], src, W.eval, ev.baselines, ev.as_in_paper, say)
+                results += baseline_rows(models[p.final], src, fixed, ev.baselines, ev.as_in_paper, say)
         if ev.zero_shot:  # the untrained start model as causal + last token, causal + mean, bidirectional + mean
-            results += zero_shot_rows(p.model, src, W.eval, name=p.name, precision=ev.precision, say=say, **ekw)
+            results += zero_shot_rows(p.model, src, fixed, name=p.name, precision=ev.precision, say=say, **ekw)
     return results
 
 # %% ../nbs/21d_run_steps.ipynb #251b1e6a
