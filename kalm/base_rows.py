@@ -138,7 +138,8 @@ def st_baseline(base: str | Path,  # the untrained base (folder, base model name
                 launcher: list[str] | None = None,  # train in a process of its own under this launcher ([python], as a recipe's `launcher`)
                ) -> dict:
     "A plain sentence-transformers fine-tune (MNRL, in-batch negatives) of the bidirectional base; its report (also `st_baseline.json`)."
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments, losses
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
     from kalm.stage import freeze_parameters
     out, freeze = Path(out), list(freeze or [])
@@ -156,11 +157,11 @@ def st_baseline(base: str | Path,  # the untrained base (folder, base model name
     if freeze: freeze_parameters(model[0].auto_model, freeze, "st_baseline")
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out.with_name(out.name + ".trainer")), max_steps=max_steps, per_device_train_batch_size=batch_size,
-        learning_rate=lr, warmup_ratio=0.1, lr_scheduler_type="linear", seed=seed, data_seed=seed, bf16=precision == "bf16",
+        learning_rate=lr, warmup_steps=0.1, lr_scheduler_type="linear", seed=seed, data_seed=seed, bf16=precision == "bf16",
         use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to="none", logging_steps=max(1, max_steps // 20),
         batch_sampler=BatchSamplers.NO_DUPLICATES, dataloader_drop_last=True, disable_tqdm=True,
-        activation_checkpointing=gradient_checkpointing)  # transformers 5 renamed the HF Trainer's switch (the old name warns)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs, loss=losses.MultipleNegativesRankingLoss(model),
+        activation_checkpointing=gradient_checkpointing)  # transformers 5 names: the switch, and warm-up as a share (< 1) of the steps; the old names warn
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs, loss=MultipleNegativesRankingLoss(model),
                                          callbacks=[_budget_callback(budget_s)] if budget_s is not None else [])
     t0 = time.time()
     res = trainer.train()

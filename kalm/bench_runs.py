@@ -91,7 +91,7 @@ def same_work_losses(model_dir: str | Path,        # the sentence-transformers f
                     ) -> dict[str, float]:
     "First-batch loss without dropout: sentence-transformers MNRL, kalm padded, kalm packed; raises unless they agree to `tol`."
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from kalm.stage import StageConfig
     from kalm.trainer import Trainer
     B = cfg.batch_size
@@ -138,7 +138,7 @@ def st_run(model_dir: str | Path,                      # a sentence-transformers
     from kalm.stage import freeze_parameters
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.losses import MultipleNegativesRankingLoss, CachedMultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss, CachedMultipleNegativesRankingLoss
     from transformers import TrainerCallback
     class Clock(TrainerCallback):
         def __init__(self): self.t, self.loss = [], []
@@ -204,7 +204,7 @@ def rss_step(cfg: Mapping) -> None:
         Trainer(sc, tempfile.mkdtemp(), data=Dataset.from_list(rows), progress=False).train()
     else:
         from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-        from sentence_transformers.losses import MultipleNegativesRankingLoss, CachedMultipleNegativesRankingLoss
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss, CachedMultipleNegativesRankingLoss
         from kalm.instructions import format_query, resolve_instruction
         from kalm.stage import freeze_parameters
         m = SentenceTransformer(cfg['model'], device='cpu', local_files_only=True); m.max_seq_length = cfg['len']
