@@ -20,14 +20,18 @@ from .recipe import recipe_data, run_recipe
 from .stage import StageConfig
 from .trainer import train_stage
 from .run_folders import MINE_STATS, SUMMARY, RecipeRun
+from .embedder import KaLMConfig
+from .rows import load_rows, save_rows
 
 from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:  # only named in string annotations; imported lazily where used
+    import datasets
     import pandas as pd
 
 # %% auto #0
-__all__ = ['ABLATION_ROWS', 'SAME_MODEL', 'AblationRow', 'seed_preset', 'finetune_variant', 'causal_variant', 'filter_variant',
-           'labeling_variant', 'distill_controls', 'ablation_rows', 'run_seed', 'paired_stats', 'bootstrap_ci',
+__all__ = ['ABLATION_ROWS', 'SAME_MODEL', 'AblationRow', 'seed_preset', 'finetune_variant', 'retrained_variant', 'causal_variant',
+           'pooling_variant', 'filter_variant', 'mixture_sample', 'filter_mixture_variant', 'labeling_variant',
+           'distill_controls', 'ablation_rows', 'run_seed', 'same_comparisons', 'paired_stats', 'bootstrap_ci',
            'row_verdict', 'items_interval', 'ablation_table', 'plot_ablations', 'ablation_notes', 'restate_study']
 
 # %% ../nbs/24_ablations.ipynb #39675e0e
@@ -48,7 +52,12 @@ ABLATION_ROWS = [AblationRow(*r) for r in [  # row, variant, reference, paper Δ
     ('w/o listwise mixing', 'w/o listwise mixing', 'finetune-1', None, None, 'MTK'),
     ('w/o false-negative mask', 'w/o fn mask', 'finetune-1', None, None, 'MTK'),
     ('w/o bidirectional attention', 'w/o bidirectional', 'finetune-1', -0.43, -0.39, 'MTK'),
+    ('w/o bidirectional attention (last-token pooling)', 'causal + last', 'bidirectional + last', None, None, 'MTK'),
+    ('w/o bidirectional attention (mean over text tokens)', 'causal + text mean', 'bidirectional + text mean', None, None, 'MTK'),
+    ('last-token pooling (bidirectional)', 'bidirectional + last', 'finetune-1', None, None, 'MTK'),
+    ('mean over text tokens only (bidirectional)', 'bidirectional + text mean', 'finetune-1', None, None, 'MTK'),
     ('w/o ranking-consistency filter', 'w/o filter', 'finetune-1', None, None, 'MTK'),
+    ('w/o ranking-consistency filter (same category mixture)', 'w/o filter (mixture)', 'finetune-1', None, None, 'MTK'),
     ('label-text vs example-based labeling', 'label-text', 'finetune-1', -8.38, None, 'Clustering'),
     ('distillation: only KL vs CL+KL', 'distill only-KL', 'distill', -0.21, None, 'MTK'),
     ('distillation: only CL vs CL+KL', 'distill only-CL', 'distill', -2.62, None, 'MTK'),
@@ -71,12 +80,27 @@ def finetune_variant(p: Preset, run: Path, name: str, loss: dict | None = None, 
     return train_stage(sc, run.parent/name, progress=False)
 
 # %% ../nbs/24_ablations.ipynb #1cbaf3be
+def retrained_variant(p: Preset, run: Path, tag: str, **pretrain) -> Path:
+    "The recipe's first fine-tuning run from a pre-training changed by `pretrain` (StageConfig fields): its own pre-training, mining and fine-tuning in `run.parent/{tag}-*`."
+    pre = train_stage(replace(p.recipe.pretrain, name=f'{tag}-pretrain', **pretrain), run.parent/f'{tag}-pretrain', progress=False)
+    mined = mine_stage(replace(p.recipe.mine, model=str(pre), data=str(RecipeRun(run).finetune_rows)), run.parent/f'{tag}-mine', progress=False)
+    return finetune_variant(p, run, f'{tag}-finetune', model=pre, data=mined)
+
+
 def causal_variant(p: Preset, run: Path) -> Path:
     "The same recipe with the causal mask kept: its own random init, pre-training, mining and first fine-tuning run."
-    rc = p.recipe
-    pre = train_stage(replace(rc.pretrain, name='causal-pretrain', causal=True), run.parent/'causal-pretrain', progress=False)
-    mined = mine_stage(replace(rc.mine, model=str(pre), data=str(RecipeRun(run).finetune_rows)), run.parent/'causal-mine', progress=False)
-    return finetune_variant(p, run, 'causal-finetune', model=pre, data=mined)
+    return retrained_variant(p, run, 'causal', causal=True)
+
+
+def pooling_variant(p: Preset, run: Path, causal: bool, pooling: str = 'mean', include_instruction: bool | None = None) -> Path:
+    "The recipe with this mask and pooling from pre-training on; the control's folder (or the causal variant's) where the pooling is the preset's own."
+    own = KaLMConfig.from_file(RecipeRun(run).model('pretrain')/'kalm_config.json')  # how the preset's model pools
+    incl = own.include_instruction if include_instruction is None else include_instruction
+    if (pooling, incl) == (own.pooling, own.include_instruction):
+        return causal_variant(p, run) if causal else run/'finetune-1'/'model'
+    tag = f"{'causal' if causal else 'bidir'}-{pooling}{'-text' if pooling == 'mean' and not incl else ''}"  # the instruction tokens matter to a mean only
+    return retrained_variant(p, run, tag, causal=causal, pooling=pooling, include_instruction=incl)
+
 
 # %% ../nbs/24_ablations.ipynb #380c6ff2
 def filter_variant(p: Preset, run: Path) -> Path:
@@ -84,6 +108,31 @@ def filter_variant(p: Preset, run: Path) -> Path:
     mined = mine_stage(replace(p.recipe.mine, model=str(RecipeRun(run).model('pretrain')), data=str(RecipeRun(run).finetune_rows), filter_topk=None),
                        run.parent/'nofilter-mine', progress=False)
     return finetune_variant(p, run, 'nofilter-finetune', data=mined)
+
+# %% ../nbs/24_ablations.ipynb #696c4b87
+def mixture_sample(kept: 'datasets.Dataset',  # the rows the filter kept: the mixture to match
+                   pool: 'datasets.Dataset',  # the rows mined without the filter
+                   seed: int = 0,
+                  ) -> 'datasets.Dataset':
+    "From `pool`, as many rows of each category as `kept` has (drawn at random, in `pool`'s order); a category `pool` has fewer rows of is one error."
+    from collections import Counter
+    want, cats = Counter(kept['category']), np.asarray(pool['category'], dtype=object)
+    rng, idx = np.random.default_rng(seed), []
+    for c, n in sorted(want.items(), key=lambda x: str(x[0])):
+        have = np.flatnonzero(cats == c)
+        if len(have) < n: raise ConfigError('mixture_sample', 'category', f"{c!r}: {n} rows to match, {len(have)} mined without the filter")
+        idx += rng.choice(have, n, replace=False).tolist()
+    return pool.select(sorted(idx))
+
+
+def filter_mixture_variant(p: Preset, run: Path) -> Path:
+    "`finetune-1` on unfiltered mined rows in the filtered run's category mixture (`mixture_sample`, the mining seed)."
+    out = run.parent/'nofilter-mixture'/'mined.jsonl.gz'
+    if not out.is_file():
+        pool = load_rows(mine_stage(replace(p.recipe.mine, model=str(RecipeRun(run).model('pretrain')), data=str(RecipeRun(run).finetune_rows), filter_topk=None),
+                                    run.parent/'nofilter-mine', progress=False))
+        save_rows(mixture_sample(load_rows(RecipeRun(run).mined), pool, p.recipe.mine.seed), out)
+    return finetune_variant(p, run, 'nofilter-mixture-finetune', data=out)
 
 # %% ../nbs/24_ablations.ipynb #5c183c5f
 def labeling_variant(p: Preset, run: Path, labeling: str = 'label_text') -> Path:
@@ -127,13 +176,28 @@ def run_seed(p: Preset, run: Path, eval_suite=None, rows: list | None = None) ->
                 'w/o listwise mixing': lambda: finetune_variant(p, run, 'nolistwise', loss={'mix_listwise': False}),
                 'w/o fn mask': lambda: finetune_variant(p, run, 'nofnmask', loss={'mask_false_negatives': False}),
                 'w/o bidirectional': lambda: causal_variant(p, run), 'w/o filter': lambda: filter_variant(p, run),
-                'label-text': lambda: labeling_variant(p, run)}
+                'label-text': lambda: labeling_variant(p, run), 'w/o filter (mixture)': lambda: filter_mixture_variant(p, run),
+                **{f"{'causal' if c else 'bidirectional'} + {n}": (lambda c=c, kw=kw: pooling_variant(p, run, c, **kw))
+                   for c in (True, False) for n, kw in (('last', dict(pooling='last')), ('text mean', dict(include_instruction=False)))}}
     m |= {k: make() for k, make in variants.items() if k in need}
     if 'distill' in rep:  # the controls continue from the same start with the same teacher rows (run_recipe's distill stage)
         dc = replace(rc.distill.stage_config(), model=str(RecipeRun(run).soup('greedy')), data=str(RecipeRun(run).teacher_rows))
         for k, sc in distill_controls(dc).items():
             if k in need: m[k] = run/'distill'/'model' if k == 'distill' else train_stage(sc, run.parent/sc.name, progress=False)
     return m, rep
+
+# %% ../nbs/24_ablations.ipynb #af4396ef
+def same_comparisons(rows: list,    # the study's rows
+                     models: dict,  # seed -> {model name: folder} (`run_seed`)
+                    ) -> dict[str, str]:
+    "Rows that compare the same two model folders as an earlier row in every seed: {row: the earlier row}."
+    seen, out = {}, {}
+    for r in map(lambda r: AblationRow(*r), rows):
+        if not all(r.variant in m and r.reference in m for m in models.values()): continue
+        key = tuple((str(m[r.variant]), str(m[r.reference])) for _, m in sorted(models.items()))
+        if key in seen: out[r.row] = seen[key]
+        else: seen[key] = r.row
+    return out
 
 # %% ../nbs/24_ablations.ipynb #c2cc1b19
 def paired_stats(d, alpha: float = 0.05, power: float = 0.8) -> dict:
@@ -267,7 +331,9 @@ def ablation_notes(work: Path, seeds: list, heldout: dict, models: dict, timings
     sha = lambda d: json.loads((d/SUMMARY).read_text())['weights_sha'] if (d/SUMMARY).is_file() else None
     same_pre = {s: sha(work/f'seed{s}'/'full'/'pretrain') == sha(work/f'seed{s}'/'causal-pretrain') for s in seeds}
     stats = lambda s, d: json.loads((work/f'seed{s}'/d/MINE_STATS).read_text()) if (work/f'seed{s}'/d/MINE_STATS).is_file() else None
-    miners = (('full', 'full/mine'), ('causal', 'causal-mine'), ('w/o filter', 'nofilter-mine'), ('label-text', 'labeltext/mine'))
+    miners = (('full', 'full/mine'), ('causal', 'causal-mine'), ('w/o filter', 'nofilter-mine'), ('label-text', 'labeltext/mine'),
+              *((f"{'causal' if c else 'bidirectional'} + {n}", f"{'causal' if c else 'bidir'}-{d}-mine")
+                for c in (True, False) for n, d in (('last', 'last'), ('text mean', 'mean-text'))))
     mined = {s: {k: f"{st['kept']}/{st['rows']}" for k, d in miners if (st := stats(s, d))} for s in seeds}
     stage_s = {s: round(_stage_seconds(work/f'seed{s}'), 1) for s in seeds}
     notes = [f"- Wall time of this run {seconds/60:.1f} min (per seed {', '.join(f'{v/60:.1f}' for v in timings.values())} min: a stage that had finished is reused, not "

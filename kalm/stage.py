@@ -26,6 +26,7 @@ from .rows import load_rows
 from .instructions import resolve_instruction
 from .losses import LossConfig
 from .checkpoint import model_ref  # which model a reference names
+from .pooling import POOLING_METHODS
 from .tracking import check_report_to
 
 if typing.TYPE_CHECKING: import datasets
@@ -54,6 +55,8 @@ class StageConfig(Config):
     model: str = 'tiny'                   # start point: a preset (tiny, qwen2-0.5b) or a model folder (the previous stage's `model/`)
     model_seed: int = 0                   # init seed of a preset model
     causal: bool = False                  # a preset model keeps the causal mask (the 'w/o bidirectional' ablation); a model folder keeps its own setting
+    pooling: str | None = None            # mean | last | cls for the start model (the pooling ablations); None: the model's own (a preset or base model: mean)
+    include_instruction: bool | None = None  # pool the instruction tokens too (None: the model's own; the pooling ablations' 'mean over text tokens' is False)
     attn_implementation: str = 'sdpa'     # eager | sdpa | flash_attention_2
     data: str | None = None               # canonical rows (.jsonl[.gz] / .parquet), e.g. mined data; replaces `cards`
     cards: list[str] = field(default_factory=lambda: ['mini'])  # card files / folders, or a shipped set: mini, pretrain, finetune
@@ -92,6 +95,7 @@ class StageConfig(Config):
         self._check_types()
         if self.kind not in KINDS: self._bad('kind', f"must be one of {KINDS}")
         if self.card_stage is not None and self.card_stage not in STAGES: self._bad('card_stage', f"must be one of {STAGES}")
+        if self.pooling is not None and self.pooling not in POOLING_METHODS: self._bad('pooling', f"must be one of {POOLING_METHODS} or null")
         if self.attn_implementation not in ('eager', 'sdpa', 'flash_attention_2'): self._bad('attn_implementation', "must be eager, sdpa or flash_attention_2")
         if not self.cards and not self.data: self._bad('cards', "needs at least one card file/folder (or set `data`)")
         for k, w in self.weights.items():

@@ -59,7 +59,8 @@ class _EmbedMany(torch.nn.Module):
 
 # %% ../nbs/15_trainer.ipynb #c14df375
 _RESUME_INSENSITIVE = ('save_every', 'save_every_minutes', 'keep_checkpoints', 'name', 'report_to', 'log_every')  # config fields that may change between a run and its resume
-_ADDED_LATER = {'pack_tokens': None, 'freeze': [], 'task_batch_sizes': {}}  # fields added after runs were made: left out of the hash at this value, so those run folders stay valid
+_ADDED_LATER = {'pack_tokens': None, 'freeze': [], 'task_batch_sizes': {},
+                'pooling': None, 'include_instruction': None}  # fields added after runs were made: left out of the hash at this value, so those run folders stay valid
 
 
 def _config_hash(cfg: StageConfig) -> str:
@@ -79,8 +80,9 @@ def stage_complete(cfg: StageConfig, run_dir: str | Path) -> bool:
 
 # %% ../nbs/15_trainer.ipynb #11dbfe37
 def stage_model(cfg: StageConfig, device=None) -> KaLMEmbedder:
-    "The model a stage starts from: `cfg.model` as a preset, a folder or a hub id; `cfg.causal` where the model does not say."
-    kw = dict(attn_implementation=cfg.attn_implementation, device=device)
+    "The model a stage starts from: `cfg.model` as a preset, a folder or a hub id; `cfg.causal` where the model does not say; `cfg.pooling` / `cfg.include_instruction` where set."
+    kw = dict(attn_implementation=cfg.attn_implementation, device=device,
+              **{k: getattr(cfg, k) for k in ('pooling', 'include_instruction') if getattr(cfg, k) is not None})
     if model_ref(cfg.model).kind == 'preset':
         return KaLMEmbedder.from_preset(cfg.model, causal=cfg.causal, seed=cfg.model_seed, **kw)
     try: return KaLMEmbedder.load(cfg.model, **kw)
