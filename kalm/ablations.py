@@ -116,6 +116,8 @@ def mixture_sample(kept: 'datasets.Dataset',  # the rows the filter kept: the mi
                   ) -> 'datasets.Dataset':
     "From `pool`, as many rows of each category as `kept` has (drawn at random, in `pool`'s order); a category `pool` has fewer rows of is one error."
     from collections import Counter
+    if bad := [n for n, d in (('kept', kept), ('pool', pool)) if 'category' not in d.column_names]:
+        raise ConfigError('mixture_sample', 'category', f"the {bad[0]} rows have no category column: no mixture to keep")
     want, cats = Counter(kept['category']), np.asarray(pool['category'], dtype=object)
     rng, idx = np.random.default_rng(seed), []
     for c, n in sorted(want.items(), key=lambda x: str(x[0])):
