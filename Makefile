@@ -148,8 +148,8 @@ ABLATIONS_mini = {overrides: $(ABLATION_OVERRIDES)}
 # mining per seed on 2 idle cores and about 1 min per evaluation (91 min for the committed report, one seed slowed by other work).
 # The pooling controls of the bidirectional row (causal and bidirectional, each pooled by the last token and by a mean
 # over the text tokens) are 4 more pre-trainings, minings, fine-tunings and 8 evaluations (both suites) per seed: about 45 more
-# minutes per seed (reports/ablations/gemma3-pooling, one seed of the six mask x pooling models: 74 min, about 8 min of
-# training and mining and 3.5 min of evaluation per model), so the default study leaves them out; run them with
+# minutes per seed (reports/ablations/gemma3-pooling, two seeds: its first seed of the six mask x pooling models took 74 min on idle
+# cores, about 8 min of training and mining and 3.5 min of evaluation per model), so the default study leaves them out; run them with
 #   make ablations PRESET=gemma3 ABLATION_ROWS_gemma3='[w/o bidirectional attention, causal + last, bidirectional + last, causal + text mean, bidirectional + text mean]'
 # (a variant's name selects its row: the causal ones the mask at that pooling, the bidirectional ones that pooling against the recipe's).
 # Other rows run the same way (the soup and distillation rows need those stages: they are refused)
