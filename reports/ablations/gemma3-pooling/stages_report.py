@@ -28,7 +28,7 @@ folders = lambda s, t: ((RecipeRun(work/f'seed{s}'/'full').model('pretrain'), wo
                         (work/f'seed{s}'/f'{t}-pretrain'/'model', work/f'seed{s}'/f'{t}-finetune'/'model'))
 suites = sys.argv[5].split() if len(sys.argv) > 5 else sorted(d.name for d in (work/'tasks-limit100').iterdir() if d.is_dir())
 ev, items = {}, {}  # (suite, seed, model, stage) -> MTK; items alike
-hfile = work/'stages_heldout.json'  # (seed, model, stage) -> held-out record, kept so that a second run does not score again
+hfile = work/'stages_heldout.json'  # (seed, model, stage) -> held-out record and the weights' hash: a second run scores only new weights
 held = {tuple(json.loads(k)): v for k, v in json.loads(hfile.read_text()).items()} if hfile.is_file() else {}
 for s in seeds:
     p = seed_preset('gemma3', s, OVR)
@@ -41,8 +41,8 @@ for s in seeds:
                     r = evaluate(str(path), work/'tasks-limit100'/n, work/'eval', label=f"{k} {stage} (seed {s})", name=name,
                                  batch_size=p.eval.batch_size, max_length=p.eval.max_length, batch_tokens=p.eval.batch_tokens)
                 ev[(n, s, k, stage)], items[(n, s, k, stage)] = 100 * r.mtk, r.items
-            if (s, k, stage) not in held:
-                held[(s, k, stage)] = heldout_recall(KaLMEmbedder.load(str(path), device='cpu'), rows, **score_settings(p.recipe))
+            if held.get((s, k, stage), {}).get('revision') != r.revision:  # scored before, and of these weights (r.revision: their hash)
+                held[(s, k, stage)] = heldout_recall(KaLMEmbedder.load(str(path), device='cpu'), rows, **score_settings(p.recipe)) | {'revision': r.revision}
                 atomic_write(hfile, json.dumps({json.dumps(list(key)): v for key, v in held.items()}))
             print(s, k, stage, {n: round(ev[(n, s, k, stage)], 2) for n in suites}, round(100 * held[(s, k, stage)]['recall@1'], 1), flush=True)
 
