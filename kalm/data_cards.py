@@ -30,7 +30,7 @@ __all__ = ['log', 'STAGES', 'EVIDENCE', 'SIZE_UNITS', 'SOURCE_FIELDS', 'LABELING
 # %% ../nbs/01_data_cards.ipynb #416dc8d2
 log = logging.getLogger("kalm.data_cards")
 
-def cards_dir(which: str = '' # '', 'pretrain', 'finetune', 'release' or 'mini'
+def cards_dir(which: str = '' # '', 'pretrain', 'finetune', 'release', 'mini' or 'help'
              ) -> Path:
     "Folder of the shipped data cards."
     return repo_root()/'data_cards'/which

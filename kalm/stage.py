@@ -44,7 +44,7 @@ __all__ = ['KINDS', 'PRECISIONS', 'SHIPPED_CARD_SETS', 'StageConfig', 'freeze_pa
 # %% ../nbs/14_stage.ipynb #ffeb3c09
 KINDS = ('pretrain', 'finetune', 'distill')  # a stage's kind: its loss preset and negatives
 PRECISIONS = ('auto', 'fp32', 'bf16')
-SHIPPED_CARD_SETS = ('mini', 'pretrain', 'finetune', 'release')
+SHIPPED_CARD_SETS = ('mini', 'help', 'pretrain', 'finetune', 'release')
 
 # %% ../nbs/14_stage.ipynb #3d246973
 @dataclass
