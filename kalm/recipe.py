@@ -323,11 +323,15 @@ def recipe_soups(cfg: RecipeConfig, run: Path, held, ings: list[str], pre_model:
 
 # %% ../nbs/17_recipe.ipynb #b0c99d4c
 def recipe_distill(cfg: RecipeConfig, run: Path, mined: Path, start: str, held, progress: bool = True) -> dict:
-    "Step 6: teacher scores of the mined rows (`distill/teacher.jsonl.gz`), then the distill stage from `start`; its held-out score."
+    "Step 6: teacher scores of the mined rows that have hard negatives (`distill/teacher.jsonl.gz`), then the distill stage from `start`; its held-out score."
     R, spec = RecipeRun(run), cfg.distill.teacher_spec()
     dfile, sfile = R.teacher_rows, R.teacher_spec
     if not (dfile.is_file() and sfile.is_file() and json.loads(sfile.read_text()) == spec):
         rows = load_rows(mined)
+        n0 = len(rows)  # a row without a hard negative has nothing to distil (the KL over the positive alone is 0) and a distill stage refuses it
+        rows = rows.filter(bool, input_columns='neg')
+        if not len(rows): raise KalmError(f"{mined}: none of its {n0} mined rows has a hard negative: nothing to distil")
+        if len(rows) < n0 and progress: print(f"distill: {n0 - len(rows)} of {n0} mined rows have no hard negative: left out")
         fn = teacher_encoder(cfg.distill.teacher, cfg.distill.teacher_prompt, max_length=cfg.score_max_length)  # run as it was trained
         ts = teacher_scores(rows['query'], [[p] for p in rows['pos']], rows['neg'], fn, instructions=rows['instruction'])
         if 'teacher_scores' in rows.column_names: rows = rows.remove_columns('teacher_scores')
